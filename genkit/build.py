@@ -1,0 +1,77 @@
+"""Turn a validated Config into live components through the registries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from genkit.components import BuildContext, Dataset, Method
+from genkit.config import Config
+from genkit.errors import GenkitError
+
+
+@dataclass
+class Built:
+    config: Config
+    ctx: BuildContext
+    dataset: Dataset
+    method: Method
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GenkitError(f"train.device is '{name}' but no CUDA device is available")
+    return device
+
+
+def build(config: Config, registries, device: torch.device | None = None) -> Built:
+    """Dataset first (it fixes the sample shape), then the network, then the method around it."""
+    device = device or pick_device(config.train.device)
+    ctx = BuildContext(
+        registries=registries,
+        noise=config.noise,
+        sample=config.sample,
+        total_steps=config.train.steps,
+        device=device,
+    )
+    dataset = registries.datasets.get(config.data.name)(config.data.options, ctx)
+    ctx.data_shape = tuple(dataset.shape)
+    ctx.clamp = dataset.clamp
+    network = registries.networks.get(config.network.name)(config.network.options, ctx)
+    method = registries.methods.get(config.method)(config.method_options, ctx, network)
+    return Built(config, ctx, dataset, method.to(device))
+
+
+@dataclass
+class TrainedModel:
+    """A finished (or checkpointed) run, ready to sample: its parts and its EMA weights."""
+
+    built: Built
+    model: torch.nn.Module  # the evaluation (EMA) weights inside the method's wrapper
+    step: int
+    elapsed_s: float
+
+
+def load_trained(run_path, registries, device: torch.device | None = None) -> TrainedModel:
+    """Rebuild a run from its folder (config.toml + checkpoint.pt) with the EMA weights loaded."""
+    import copy
+
+    from genkit.training import checkpoint
+    from genkit.training.run import RunFolder
+
+    run = RunFolder(run_path)
+    config = run.read_config(registries)
+    device = device or pick_device("auto")
+    built = build(config, registries, device)
+    state = checkpoint.load(run.checkpoint_path, map_location=device)
+    model = copy.deepcopy(built.method.model).eval().requires_grad_(False)
+    try:
+        built.method.load_state_dict(state["method"])
+        model.load_state_dict(state["ema"])
+    except (KeyError, RuntimeError) as error:
+        raise GenkitError(f"checkpoint {run.checkpoint_path} does not match {run.config_path}: {str(error).splitlines()[0]}") from None
+    return TrainedModel(built, model, int(state["step"]), float(state.get("elapsed_s", 0.0)))

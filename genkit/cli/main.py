@@ -1,0 +1,110 @@
+"""genkit's command-line app: train, sample, inspect plugins and configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+import genkit
+from genkit import config as configuration
+from genkit import plugins
+from genkit.cli.errors import console, handles_user_errors
+
+app = typer.Typer(
+    name="genkit",
+    help="Train, sample and benchmark consistency models (CD, CT, iCT) and their EDM teachers.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect presets and resolved configurations.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"genkit {genkit.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
+) -> None:
+    """genkit: one-step image generators, trained and compared honestly."""
+
+
+SetOption = Annotated[list[str], typer.Option("--set", help="Override a config key: --set train.lr=3e-4 (repeatable).")]
+ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="A TOML file layered over the preset.")]
+
+
+@app.command("plugins")
+@handles_user_errors
+def plugins_command(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
+    """List installed plugins and what each registers."""
+    loaded = plugins.load()
+    rows = [
+        {"name": info.name, "module": info.module, "builtin": info.builtin, "version": info.version, "registers": info.registered}
+        for info in loaded.info.values()
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="genkit plugins")
+    for column in ("plugin", "module", "built-in", "registers"):
+        table.add_column(column)
+    for row in rows:
+        registers = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in row["registers"].items())
+        table.add_row(row["name"], row["module"], "yes" if row["builtin"] else "no", registers or "(commands only)")
+    console.print(table)
+
+
+@config_app.command("show")
+@handles_user_errors
+def config_show(
+    preset: Annotated[str, typer.Argument(help="A built-in preset name or a TOML file.")] = "toy2d",
+    method: Annotated[Optional[str], typer.Option(help="Training method.")] = None,
+    config_file: ConfigOption = None,
+    assignments: SetOption = [],
+) -> None:
+    """Print the fully resolved configuration of a preset as TOML."""
+    resolved = configuration.load_config(
+        plugins.registries(), preset, config_file, assignments, flags={"method": method}
+    )
+    print(configuration.to_toml(resolved.to_dict()), end="")
+
+
+@config_app.command("presets")
+@handles_user_errors
+def config_presets() -> None:
+    """List the built-in presets."""
+    for name in configuration.preset_names():
+        console.print(name)
+
+
+from genkit.cli import run_commands  # noqa: E402  (registers train and sample on ``app``)
+
+run_commands.register(app)
+
+
+_plugin_commands_added = False
+
+
+def build_app() -> typer.Typer:
+    """The app with every plugin's commands added (once)."""
+    global _plugin_commands_added
+    if not _plugin_commands_added:
+        plugins.load().add_commands(app)
+        _plugin_commands_added = True
+    return app
+
+
+def run() -> None:
+    build_app()()

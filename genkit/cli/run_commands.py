@@ -1,0 +1,111 @@
+"""``genkit train`` and ``genkit sample``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from genkit import config as configuration
+from genkit import plugins
+from genkit.build import load_trained
+from genkit.cli.errors import console, handles_user_errors
+from genkit.errors import GenkitError
+from genkit.evaluation import draw_samples, score
+from genkit.pictures import save_samples_picture
+from genkit.training.loop import Trainer
+from genkit.training.run import RunFolder, new_run_path
+
+
+@handles_user_errors
+def train(
+    method: Annotated[Optional[str], typer.Option(help="Training method, e.g. ict, ct, cd, edm.")] = None,
+    preset: Annotated[str, typer.Option(help="Built-in preset name or a TOML file.")] = "toy2d",
+    steps: Annotated[Optional[int], typer.Option(help="Training steps (overrides train.steps).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/METHOD-PRESET, numbered if taken).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="A TOML file layered over the preset.")] = None,
+    assignments: Annotated[list[str], typer.Option("--set", help="Override a key: --set train.lr=3e-4 (repeatable).")] = [],
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (overrides seed).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (overrides train.device).")] = None,
+) -> None:
+    """Train a model; Ctrl-C saves a checkpoint that --resume continues exactly."""
+    registries = plugins.registries()
+    if resume:
+        if out is None:
+            raise GenkitError("--resume needs --out RUN_FOLDER")
+        if method or steps or config_file or assignments or seed is not None:
+            raise GenkitError("--resume continues a run with its saved config; drop the other options")
+        run = RunFolder(out)
+        config = run.read_config(registries)
+        if not run.has_checkpoint():
+            raise GenkitError(f"nothing to resume in {out}: it has no checkpoint yet")
+    else:
+        flags = {"method": method, "train.steps": steps, "seed": seed, "train.device": device}
+        config = configuration.load_config(registries, preset, config_file, assignments, flags)
+        out = out or new_run_path(Path("runs") / f"{config.method}-{Path(preset).stem}")
+        run = RunFolder(out)
+        if run.has_checkpoint():
+            raise GenkitError(f"{out} already holds a run; continue it with --resume or pick another --out")
+    trainer = Trainer(config, run, registries, resume=resume)
+    console.print(f"[bold]{config.method}[/] on {config.data.name}, {config.train.steps} steps, run folder [cyan]{out}[/]")
+    trainer.train()
+    console.print(
+        f"done: step {trainer.step}, {trainer.elapsed:.1f} s of training. "
+        f"Sample with: [bold]genkit sample {out}[/]"
+    )
+
+
+@handles_user_errors
+def sample(
+    run: Annotated[Path, typer.Argument(help="A run folder written by genkit train.")],
+    steps: Annotated[Optional[int], typer.Option(help="Sampling steps (consistency: 1, 2, ...; EDM: Heun levels).")] = None,
+    num: Annotated[Optional[int], typer.Option(help="Number of samples (default: sample.num of the run).")] = None,
+    seed: Annotated[int, typer.Option(help="Sample k uses its own seed derived from this and k.")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="Output .npz (default: RUN/samples/STEPSstep-seedSEED.npz).")] = None,
+    evaluate: Annotated[bool, typer.Option(help="Score the samples against fresh data, with the data-vs-data floor.")] = True,
+) -> None:
+    """Draw samples from a run's EMA weights; write .npz, a picture and the scores."""
+    registries = plugins.registries()
+    trained = load_trained(run, registries)
+    method, dataset = trained.built.method, trained.built.dataset
+    num = num or trained.built.config.sample.num
+    if num < 1 or (steps is not None and steps < 1):
+        raise GenkitError("--num and --steps must be positive")
+    steps = steps or method.default_sampling_steps()
+    try:
+        samples = draw_samples(method, trained.model, num, steps, seed)
+    except ValueError as error:
+        raise GenkitError(str(error)) from None
+    out = out or Path(run) / "samples" / f"{steps}step-seed{seed}.npz"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, samples=samples.numpy(), steps=steps, seed=seed, evaluations=method.sampling_evaluations(steps))
+    reference = dataset.reference(num, seed=1)
+    picture = save_samples_picture(
+        samples, out.with_suffix(".png"), f"{trained.built.config.method}, {steps} step(s), step {trained.step}",
+        reference=reference if samples.ndim == 2 else None,
+    )
+    console.print(f"wrote {num} samples to [cyan]{out}[/] and a picture to [cyan]{picture}[/]")
+    if evaluate and dataset.evaluators:
+        _print_scores(samples, reference, dataset, trained.built.ctx, registries, num)
+
+
+def _print_scores(samples, reference, dataset, ctx, registries, num) -> None:
+    evaluators = {name: registries.evaluators.get(name)(None, ctx) for name in dataset.evaluators}
+    model_scores = score(samples, reference, evaluators)
+    floor = score(dataset.reference(num, seed=2), reference, evaluators)
+    table = Table(title=f"{num} samples vs {num} held-out data points")
+    for column in ("metric", "samples vs data", "data vs data (floor)", "ratio"):
+        table.add_column(column)
+    for name in evaluators:
+        ratio = model_scores[name] / floor[name] if floor[name] > 0 else float("inf")
+        table.add_row(name, f"{model_scores[name]:.4f}", f"{floor[name]:.4f}", f"{ratio:.2f}x")
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("sample")(sample)

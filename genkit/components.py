@@ -1,0 +1,92 @@
+"""What each kind of component looks like. Every factory is called as ``factory(options, ctx)``
+where ``options`` is an instance of the factory's ``Config`` dataclass (or None without one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from genkit.config import NoiseConfig, SampleConfig
+from genkit.maths.noise import PerSampleNoise
+
+
+@dataclass
+class BuildContext:
+    """What a factory may need to know about the run it is built for."""
+
+    registries: Any
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    total_steps: int = 1
+    data_shape: tuple[int, ...] = ()
+    clamp: tuple[float, float] | None = None  # range of the data, for clamping samples
+    device: torch.device = torch.device("cpu")
+
+
+class Dataset(Protocol):
+    shape: tuple[int, ...]  # shape of one sample
+    clamp: tuple[float, float] | None  # range samplers clamp to (images: (-1, 1))
+    evaluators: tuple[str, ...]  # registered evaluators that make sense for this data
+
+    def sample(self, n: int) -> torch.Tensor:
+        """A training batch on the CPU, drawn with torch's global RNG (so runs resume exactly)."""
+
+    def reference(self, n: int, seed: int) -> torch.Tensor:
+        """n held-out samples, the same for the same seed."""
+
+
+class Curriculum(Protocol):
+    def num_levels(self, step: int) -> int:
+        """N(k): how many noise levels discretize [sigma_min, sigma_max] at training step k."""
+
+
+class NoiseSchedule(Protocol):
+    def index_probabilities(self, sigmas: torch.Tensor) -> torch.Tensor:
+        """p(i) for i = 1..N-1: the chance that a training pair is (sigma_i, sigma_{i+1})."""
+
+
+class Teacher(Protocol):
+    evaluations_per_sample: int  # teacher network evaluations per training sample
+
+    def target_point(self, x, z, x_hi, sigma_hi, sigma_lo) -> torch.Tensor:
+        """x_hat at sigma_lo on the trajectory through x_hi (no gradient flows through it)."""
+
+
+class Evaluator(Protocol):
+    def __call__(self, samples: torch.Tensor, reference: torch.Tensor) -> float:
+        """Distance between samples and reference (lower is better)."""
+
+
+class Method(nn.Module):
+    """A training method: turns a data batch into a loss and knows how to sample its model.
+
+    ``self.model`` is the module the loop optimizes and keeps an EMA of; anything else the
+    method needs to resume (a target network, say) is a submodule or buffer, so it is saved
+    with ``state_dict()``.
+    """
+
+    Config: Any = None
+    model: nn.Module
+
+    def loss(self, x: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def after_step(self, step: int) -> None:
+        """Called after each optimizer step (target-network updates go here)."""
+
+    def sample(self, model: nn.Module, noise: PerSampleNoise, steps: int | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sampling_evaluations(self, steps: int | None) -> int:
+        """Network evaluations per sample for ``sample(..., steps)``."""
+        raise NotImplementedError
+
+    def default_sampling_steps(self) -> int:
+        return 1
+
+    def training_evaluations(self) -> dict[str, int]:
+        """Network evaluations per training sample, split into 'student' and 'teacher'."""
+        raise NotImplementedError

@@ -1,0 +1,5 @@
+"""Errors caused by the user's input: the CLI prints them as one line, without a traceback."""
+
+
+class GenkitError(Exception):
+    """A mistake in what the user asked for (config, flag, path, plugin name)."""

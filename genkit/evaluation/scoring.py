@@ -1,0 +1,24 @@
+"""Draw samples from a trained model and score them against reference data."""
+
+from __future__ import annotations
+
+import torch
+
+from genkit.maths import PerSampleNoise
+
+
+@torch.no_grad()
+def draw_samples(method, model, num: int, steps: int | None, seed: int = 0, batch_size: int = 4096, device=None):
+    """``num`` samples; sample k always uses seed ``seed * 2**32 + k``, whatever the batch size."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    chunks = []
+    for start in range(0, num, batch_size):
+        seeds = range(seed * 2**32 + start, seed * 2**32 + min(start + batch_size, num))
+        chunks.append(method.sample(model, PerSampleNoise(seeds, device), steps).cpu())
+    return torch.cat(chunks)
+
+
+def score(samples: torch.Tensor, reference: torch.Tensor, evaluators: dict) -> dict[str, float]:
+    """Every evaluator's distance between samples and reference."""
+    return {name: float(evaluate(samples, reference)) for name, evaluate in evaluators.items()}

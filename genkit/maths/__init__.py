@@ -1,0 +1,26 @@
+"""The mathematics of EDM and consistency models as small pure functions (spec sections 1, 2, 7)."""
+
+from genkit.maths.karras import karras_sigmas
+from genkit.maths.noise import PerSampleNoise
+from genkit.maths.ode import euler_step, heun_step, pf_ode_derivative
+from genkit.maths.precond import (
+    ConsistencyFunction,
+    EDMDenoiser,
+    consistency_scalings,
+    edm_scalings,
+)
+from genkit.maths.sampling import consistency_sample, heun_sample
+
+__all__ = [
+    "ConsistencyFunction",
+    "EDMDenoiser",
+    "PerSampleNoise",
+    "consistency_sample",
+    "consistency_scalings",
+    "edm_scalings",
+    "euler_step",
+    "heun_sample",
+    "heun_step",
+    "karras_sigmas",
+    "pf_ode_derivative",
+]

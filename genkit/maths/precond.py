@@ -1,0 +1,67 @@
+"""Preconditioning wrappers around a raw network F(x_in, c_noise) (spec section 2)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _as_column(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """Broadcast a scalar or per-sample sigma against a batch x of any rank."""
+    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    if sigma.ndim == 0:
+        sigma = sigma.expand(x.shape[0])
+    return sigma.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def edm_scalings(sigma, sigma_data: float = 0.5):
+    """(c_skip, c_out, c_in, c_noise) of the EDM denoiser."""
+    total = sigma**2 + sigma_data**2
+    c_skip = sigma_data**2 / total
+    c_out = sigma * sigma_data / total**0.5
+    c_in = 1 / total**0.5
+    c_noise = torch.log(torch.as_tensor(sigma)) / 4
+    return c_skip, c_out, c_in, c_noise
+
+
+def consistency_scalings(sigma, sigma_min: float = 0.002, sigma_data: float = 0.5):
+    """(c_skip, c_out, c_in, c_noise) of the consistency function; f(x, sigma_min) = x exactly."""
+    c_skip = sigma_data**2 / ((sigma - sigma_min) ** 2 + sigma_data**2)
+    c_out = sigma_data * (sigma - sigma_min) / (sigma**2 + sigma_data**2) ** 0.5
+    c_in = 1 / (sigma**2 + sigma_data**2) ** 0.5
+    c_noise = torch.log(torch.as_tensor(sigma)) / 4
+    return c_skip, c_out, c_in, c_noise
+
+
+class _Preconditioned(nn.Module):
+    def __init__(self, net: nn.Module, sigma_data: float = 0.5):
+        super().__init__()
+        self.net = net
+        self.sigma_data = sigma_data
+
+    def scalings(self, sigma: torch.Tensor):
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        sigma = _as_column(sigma, x)
+        c_skip, c_out, c_in, c_noise = self.scalings(sigma)
+        return c_skip * x + c_out * self.net(c_in * x, c_noise.flatten())
+
+
+class EDMDenoiser(_Preconditioned):
+    """D(x, sigma) = c_skip x + c_out F(c_in x, c_noise): the diffusion teacher's denoiser."""
+
+    def scalings(self, sigma):
+        return edm_scalings(sigma, self.sigma_data)
+
+
+class ConsistencyFunction(_Preconditioned):
+    """f(x, sigma) with the boundary condition f(x, sigma_min) = x built in."""
+
+    def __init__(self, net: nn.Module, sigma_min: float = 0.002, sigma_data: float = 0.5):
+        super().__init__(net, sigma_data)
+        self.sigma_min = sigma_min
+
+    def scalings(self, sigma):
+        return consistency_scalings(sigma, self.sigma_min, self.sigma_data)
+

@@ -1,0 +1,1 @@
+"""Shared method machinery that built-in and third-party method plugins combine."""

@@ -1,0 +1,132 @@
+"""The consistency loss that CD, CT and iCT share; they differ only in the parts passed in.
+
+loss = E[ lambda(sigma_n, sigma_{n+1}) d(f(x + sigma_{n+1} z, sigma_{n+1}), f^-(x_hat_n, sigma_n)) ]
+
+with N(k) from a curriculum, n drawn from a noise schedule, x_hat_n from a teacher (the data
+point for CT/iCT, one ODE step of a diffusion model for CD) and f^- a target network that
+follows the student with EMA rate mu(k) (mu = 0: the student itself under stop-gradient).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import torch
+from torch import nn
+
+from genkit.components import BuildContext, Curriculum, Method, NoiseSchedule, Teacher
+from genkit.maths import ConsistencyFunction, PerSampleNoise, consistency_sample, karras_sigmas
+from genkit.training import rng
+
+Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def uniform_weighting(sigma_hi: torch.Tensor, sigma_lo: torch.Tensor) -> torch.Tensor:
+    return torch.ones_like(sigma_hi)
+
+
+def inverse_gap_weighting(sigma_hi: torch.Tensor, sigma_lo: torch.Tensor) -> torch.Tensor:
+    """iCT: lambda(sigma_i) = 1 / (sigma_{i+1} - sigma_i), larger weight at small noise."""
+    return 1 / (sigma_hi - sigma_lo)
+
+
+WEIGHTINGS = {"uniform": uniform_weighting, "inverse-gap": inverse_gap_weighting}
+
+
+def draw_indices(probabilities: torch.Tensor, n: int) -> torch.Tensor:
+    """n zero-based indices i into sigmas, each pairing (sigma_i, sigma_{i+1})."""
+    return torch.multinomial(probabilities.float(), n, replacement=True)
+
+
+class ConsistencyTraining(Method):
+    def __init__(
+        self,
+        network: nn.Module,
+        ctx: BuildContext,
+        curriculum: Curriculum,
+        noise_schedule: NoiseSchedule,
+        teacher: Teacher,
+        metric: Metric,
+        weighting: str = "uniform",
+        target_rate: Callable[[int], float] | None = None,  # step -> mu; None means mu = 0
+    ):
+        super().__init__()
+        self.noise = ctx.noise
+        self.sample_config = ctx.sample
+        self.clamp = ctx.clamp
+        self.data_shape = tuple(ctx.data_shape)
+        self.model = ConsistencyFunction(network, ctx.noise.sigma_min, ctx.noise.sigma_data)
+        self.target = None if target_rate is None else copy.deepcopy(self.model).requires_grad_(False)
+        self.curriculum = curriculum
+        self.noise_schedule = noise_schedule
+        self.teacher = teacher
+        self.metric = metric
+        self.weighting = WEIGHTINGS[weighting]
+        self.target_rate = target_rate
+
+    def sigmas(self, step: int, device: torch.device) -> torch.Tensor:
+        n = self.curriculum.num_levels(step)
+        noise = self.noise
+        return karras_sigmas(n, noise.sigma_min, noise.sigma_max, noise.rho).to(device)
+
+    def loss(self, x: torch.Tensor, step: int):
+        sigmas = self.sigmas(step, x.device)
+        index = draw_indices(self.noise_schedule.index_probabilities(sigmas), x.shape[0]).to(x.device)
+        sigma_hi, sigma_lo = sigmas[index + 1].to(x.dtype), sigmas[index].to(x.dtype)
+        z = torch.randn_like(x)
+        x_hi = x + _column(sigma_hi, x) * z
+
+        dropout_state = rng.capture(x.device)
+        prediction = self.model(x_hi, sigma_hi)
+        with torch.no_grad():
+            x_lo = self.teacher.target_point(x, z, x_hi, sigma_hi, sigma_lo)
+            with rng.replay(dropout_state, x.device):  # same dropout masks as the student pass
+                target_net = self.model if self.target is None else self.target
+                target = target_net(x_lo, sigma_lo)
+
+        distance = self.metric(prediction, target)
+        loss = (self.weighting(sigma_hi, sigma_lo) * distance).mean()
+        return loss, {"num_levels": len(sigmas), "distance": distance.mean().item()}
+
+    @torch.no_grad()
+    def after_step(self, step: int) -> None:
+        if self.target is None:
+            return
+        mu = self.target_rate(step)
+        for target, online in zip(self.target.parameters(), self.model.parameters()):
+            target.lerp_(online, 1 - mu)
+        for target, online in zip(self.target.buffers(), self.model.buffers()):
+            target.copy_(online)
+
+    def multistep_sigmas(self, steps: int) -> list[float]:
+        taus = list(self.sample_config.multistep_sigmas)
+        if steps - 1 > len(taus):
+            raise ValueError(
+                f"{steps}-step sampling needs {steps - 1} levels in sample.multistep_sigmas, "
+                f"the config gives {len(taus)}: {taus}"
+            )
+        return taus[: steps - 1]
+
+    def sample(self, model, noise: PerSampleNoise, steps: int | None) -> torch.Tensor:
+        steps = steps or 1
+        return consistency_sample(
+            model,
+            noise,
+            self.data_shape,
+            self.noise.sigma_max,
+            self.noise.sigma_min,
+            self.multistep_sigmas(steps),
+            clamp=self.clamp,
+        )
+
+    def sampling_evaluations(self, steps: int | None) -> int:
+        return steps or 1
+
+    def training_evaluations(self) -> dict[str, int]:
+        # student pass with gradient + target pass without; the teacher adds its own.
+        return {"student": 2, "teacher": self.teacher.evaluations_per_sample}
+
+
+def _column(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return values.reshape(-1, *([1] * (x.ndim - 1)))

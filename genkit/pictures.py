@@ -1,0 +1,50 @@
+"""Pictures people would rather look at than read: scatter plots and image grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def save_samples_picture(samples: torch.Tensor, path: Path, title: str = "", reference: torch.Tensor | None = None) -> Path:
+    """A scatter plot for 2-D points, an image grid for images."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if samples.ndim == 2 and samples.shape[1] == 2:
+        _scatter(samples, path, title, reference)
+    elif samples.ndim == 4:
+        _grid(samples, path)
+    else:
+        raise ValueError(f"no picture for samples of shape {tuple(samples.shape)}")
+    return path
+
+
+def _scatter(samples, path, title, reference):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(4.5, 4.5), dpi=110)
+    if reference is not None:
+        axes.scatter(*reference.T.numpy(), s=1, c="0.75", label="data", rasterized=True)
+    axes.scatter(*samples.T.numpy(), s=1, c="tab:blue", label="samples", rasterized=True)
+    axes.set_aspect("equal")
+    limit = 1.5 * float(reference.abs().max()) if reference is not None else None
+    if limit:
+        axes.set_xlim(-limit, limit)
+        axes.set_ylim(-limit, limit)
+    axes.set_title(title, fontsize=9)
+    if reference is not None:
+        axes.legend(loc="upper right", fontsize=7, markerscale=6)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _grid(samples, path):
+    from torchvision.utils import save_image
+
+    columns = int(len(samples) ** 0.5) or 1
+    save_image((samples[: columns * columns] + 1) / 2, path, nrow=columns)

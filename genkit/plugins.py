@@ -1,0 +1,144 @@
+"""Plugin discovery: entry points of group ``genkit`` fill one registry per kind.
+
+``GENKIT_PLUGINS`` narrows third-party loading: unset loads every plugin, an empty value loads
+only the built-in ones, ``a,b`` loads the built-ins plus the third-party entry points ``a`` and
+``b``. It is also the escape hatch when a broken plugin gets in the way.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pluggy
+
+from genkit import hookspecs
+from genkit.registry import KINDS, Registries
+
+GROUP = "genkit"
+ENV_VAR = "GENKIT_PLUGINS"
+BUILTIN_DISTRIBUTION = "genkit"
+
+
+class PluginWarning(UserWarning):
+    """A third-party plugin could not be loaded; the others still are."""
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    module: str
+    builtin: bool
+    version: str
+    registered: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _is_builtin(entry_point: importlib.metadata.EntryPoint) -> bool:
+    dist = getattr(entry_point, "dist", None)
+    return dist is not None and dist.metadata["Name"] == BUILTIN_DISTRIBUTION
+
+
+def _allowed_third_party() -> set[str] | None:
+    value = os.environ.get(ENV_VAR)
+    if value is None:
+        return None
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+def entry_points() -> list[importlib.metadata.EntryPoint]:
+    return list(importlib.metadata.entry_points(group=GROUP))
+
+
+class PluginSet:
+    """A pluggy manager, the plugins it loaded, and the registries they filled."""
+
+    def __init__(self):
+        self.manager = pluggy.PluginManager("genkit")
+        self.manager.add_hookspecs(hookspecs)
+        self.info: dict[str, PluginInfo] = {}
+        self.registries = Registries()
+
+    def add(self, plugin: Any, name: str, *, builtin: bool = False, version: str = "") -> bool:
+        """Register one plugin object; a misspelled hook unregisters it with a warning."""
+        self.manager.register(plugin, name=name)
+        try:
+            self.manager.check_pending()
+        except pluggy.PluginValidationError as error:
+            self.manager.unregister(name=name)
+            warnings.warn(f"plugin '{name}' skipped: {error}", PluginWarning, stacklevel=2)
+            return False
+        module = getattr(plugin, "__name__", type(plugin).__name__)
+        self.info[name] = PluginInfo(name, module, builtin, version)
+        return True
+
+    def load_entry_points(self) -> None:
+        allowed = _allowed_third_party()
+        for entry_point in entry_points():
+            builtin = _is_builtin(entry_point)
+            if not builtin and allowed is not None and entry_point.name not in allowed:
+                continue
+            if self.manager.has_plugin(entry_point.name):
+                continue
+            try:
+                plugin = entry_point.load()
+            except Exception as error:  # a broken third-party plugin must not stop the others
+                warnings.warn(
+                    f"plugin '{entry_point.name}' ({entry_point.value}) failed to import: "
+                    f"{type(error).__name__}: {error}",
+                    PluginWarning,
+                    stacklevel=2,
+                )
+                continue
+            dist = getattr(entry_point, "dist", None)
+            version = dist.version if dist is not None else ""
+            self.add(plugin, entry_point.name, builtin=builtin, version=version)
+
+    def collect(self) -> Registries:
+        """Call every ``register_*`` hook, remembering which plugin registered which name."""
+        self.registries = Registries()
+        for kind in KINDS:
+            hook = getattr(self.manager.hook, f"register_{kind}")
+            for impl in hook.get_hookimpls():
+                hook_register = self._register_for(kind, impl.plugin_name)
+                impl.function(hook_register)
+        return self.registries
+
+    def _register_for(self, kind: str, plugin_name: str) -> Callable[[str, Callable], None]:
+        registry = self.registries[kind]
+
+        def register(name: str, factory: Callable) -> None:
+            registry.add(name, factory, plugin=plugin_name)
+            if plugin_name in self.info:
+                self.info[plugin_name].registered.setdefault(kind, []).append(name)
+
+        return register
+
+    def add_commands(self, cli) -> None:
+        self.manager.hook.register_commands(cli=cli)
+
+
+_current: PluginSet | None = None
+
+
+def load() -> PluginSet:
+    """The process-wide plugin set, loaded on first use."""
+    global _current
+    if _current is None:
+        plugins = PluginSet()
+        plugins.load_entry_points()
+        plugins.collect()
+        _current = plugins
+    return _current
+
+
+def registries() -> Registries:
+    return load().registries
+
+
+def reset() -> None:
+    """Forget the loaded plugins (tests use this after faking entry points)."""
+    global _current
+    _current = None

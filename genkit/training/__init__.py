@@ -1,0 +1,1 @@
+"""The training loop and what it owns: EMA, checkpoints, random state, the run folder."""

@@ -1,0 +1,162 @@
+"""One training loop for every method: the method gives the loss, the loop owns the rest
+(optimizer, EMA of the evaluation weights, checkpoints, metrics, progress, evaluation)."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from genkit.build import build, pick_device
+from genkit.config import Config
+from genkit.errors import GenkitError
+from genkit.evaluation import draw_samples, score
+from genkit.training import checkpoint, rng
+from genkit.training.ema import EMA
+from genkit.training.run import RunFolder
+
+
+class TrainingInterrupted(GenkitError):
+    """Raised after a clean stop (Ctrl-C, SIGTERM): the last checkpoint holds everything."""
+
+
+def make_optimizer(config: Config, parameters) -> torch.optim.Optimizer:
+    kinds = {"radam": torch.optim.RAdam, "adam": torch.optim.Adam}
+    return kinds[config.train.optimizer](parameters, lr=config.train.lr, betas=tuple(config.train.betas))
+
+
+def training_progress(console=None) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[speed]} it/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+class Trainer:
+    def __init__(self, config: Config, run: RunFolder, registries, resume: bool = False):
+        self.config = config
+        self.run = run
+        self.registries = registries
+        self.device = pick_device(config.train.device)
+        torch.manual_seed(config.seed)  # the initial weights depend on the seed alone
+        self.built = build(config, registries, self.device)
+        self.method = self.built.method
+        self.dataset = self.built.dataset
+        self.optimizer = make_optimizer(config, self.method.model.parameters())
+        self.ema = EMA(self.method.model, config.train.ema_rate)
+        self.step = 0
+        self.elapsed = 0.0
+        if resume:
+            self.restore()
+        else:
+            run.write_config(config)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state(self) -> dict:
+        return {
+            "step": self.step,
+            "elapsed_s": self.elapsed,
+            "method": self.method.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": rng.get_all(),
+            "config": self.config.to_dict(),
+        }
+
+    def save(self) -> None:
+        checkpoint.save_atomic(self.state(), self.run.checkpoint_path)
+
+    def restore(self) -> None:
+        state = checkpoint.load(self.run.checkpoint_path, map_location=self.device)
+        try:
+            self.method.load_state_dict(state["method"])
+            self.ema.load_state_dict(state["ema"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            rng.set_all({"cpu": state["rng"]["cpu"].cpu(), "cuda": [s.cpu() for s in state["rng"]["cuda"]]})
+            self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise GenkitError(f"checkpoint {self.run.checkpoint_path} does not match this run's config: {str(error).splitlines()[0]}") from None
+        self.run.truncate_metrics(self.step)
+
+    # ------------------------------------------------------------------ the loop
+
+    def train_step(self) -> dict[str, float]:
+        self.step += 1
+        batch = self.dataset.sample(self.config.train.batch_size).to(self.device)
+        self.method.model.train()
+        loss, logs = self.method.loss(batch, self.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.method.model.parameters(), self.config.train.grad_clip)
+        self.optimizer.step()
+        self.method.after_step(self.step)
+        self.ema.update(self.method.model)
+        return {"loss": loss.item(), **logs}
+
+    def train(self, until: int | None = None, progress: Progress | None = None, on_log: Callable | None = None) -> None:
+        """Train to ``train.steps`` (or stop early at ``until``), checkpointing on the way."""
+        total = self.config.train.steps
+        until = min(until or total, total)
+        own_progress = progress is None
+        progress = progress or training_progress()
+        with progress if own_progress else nullcontext():
+            task = progress.add_task(f"{self.config.method}", total=total, completed=self.step, loss="-", speed="-")
+            try:
+                self._loop(until, progress, task, on_log)
+            except KeyboardInterrupt:
+                self.save()
+                raise TrainingInterrupted(
+                    f"interrupted at step {self.step}; continue with: genkit train --resume --out {self.run.path}"
+                ) from None
+            finally:
+                progress.remove_task(task) if not own_progress else None
+        self.save()
+
+    def _loop(self, until: int, progress: Progress, task, on_log) -> None:
+        cfg = self.config.train
+        window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+        while self.step < until:
+            started = time.perf_counter()
+            logs = self.train_step()
+            self.elapsed += time.perf_counter() - started
+            window_loss, window_steps = window_loss + logs["loss"], window_steps + 1
+            if self.step % cfg.log_every == 0 or self.step == until:
+                speed = window_steps / max(time.perf_counter() - window_start, 1e-9)
+                record = {**logs, "step": self.step, "loss": window_loss / window_steps, "elapsed_s": round(self.elapsed, 3)}
+                self.run.append_metrics(record)
+                progress.update(task, loss=f"{record['loss']:.4g}", speed=f"{speed:.0f}")
+                if on_log:
+                    on_log(record)
+                window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+            if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == self.config.train.steps):
+                self.run.append_metrics({"step": self.step, "eval": self.evaluate(cfg.eval_samples)})
+            if self.step % cfg.checkpoint_every == 0:
+                self.save()
+            progress.update(task, completed=self.step)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, num: int, steps: int | None = None) -> dict[str, float]:
+        """Score the EMA model's samples against held-out data with the dataset's evaluators."""
+        evaluators = {name: self.registries.evaluators.get(name)(None, self.built.ctx) for name in self.dataset.evaluators}
+        samples = draw_samples(self.method, self.ema.model, num, steps, seed=0)
+        return score(samples, self.dataset.reference(num, seed=1), evaluators)
+
+
+def train(config: Config, out: Path, registries, resume: bool = False, until: int | None = None) -> Trainer:
+    run = RunFolder(out)
+    trainer = Trainer(config, run, registries, resume=resume)
+    trainer.train(until=until)
+    return trainer

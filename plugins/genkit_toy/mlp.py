@@ -1,0 +1,64 @@
+"""A residual MLP for 2-D data with a Fourier-feature embedding of the noise level."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+class FourierFeatures(nn.Module):
+    """[sin(2 pi w c), cos(2 pi w c)] with fixed w ~ N(0, scale^2); a small scale makes the
+    network less sensitive to the noise level (iCT uses 0.02 where the original CM used 16)."""
+
+    def __init__(self, dim: int, scale: float):
+        super().__init__()
+        self.register_buffer("frequencies", torch.randn(dim // 2) * scale)
+
+    def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
+        angles = 2 * math.pi * c_noise[:, None] * self.frequencies[None, :]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, width: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.layers = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Dropout(dropout), nn.Linear(width, width))
+
+    def forward(self, h: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        return h + self.layers(nn.functional.silu(self.norm(h) + embedding))
+
+
+class MLP(nn.Module):
+    @dataclass
+    class Config:
+        width: int = 256  # hidden units per layer
+        depth: int = 4  # residual blocks
+        embedding_dim: int = 64  # Fourier features of the noise level
+        fourier_scale: float = 16.0  # std of the Fourier frequencies
+        noise_multiplier: float = 1.0  # c_noise is multiplied by this before the Fourier features
+        dropout: float = 0.0
+
+    def __init__(self, options: "MLP.Config", ctx):
+        super().__init__()
+        options = options or MLP.Config()
+        (dim,) = ctx.data_shape
+        self.noise_multiplier = options.noise_multiplier
+        self.embed = nn.Sequential(
+            FourierFeatures(options.embedding_dim, options.fourier_scale),
+            nn.Linear(options.embedding_dim, options.width),
+            nn.SiLU(),
+        )
+        self.input = nn.Linear(dim, options.width)
+        self.blocks = nn.ModuleList(ResidualBlock(options.width, options.dropout) for _ in range(options.depth))
+        self.output = nn.Sequential(nn.LayerNorm(options.width), nn.SiLU(), nn.Linear(options.width, dim))
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        embedding = self.embed(c_noise * self.noise_multiplier)
+        h = self.input(x)
+        for block in self.blocks:
+            h = block(h, embedding)
+        return self.output(h)
