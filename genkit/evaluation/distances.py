@@ -33,7 +33,7 @@ def gaussian_stats(samples: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 
 def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
     """||mu1 - mu2||^2 + tr(C1 + C2 - 2 (C1 C2)^(1/2)), the FID formula on given statistics."""
-    root, _ = scipy.linalg.sqrtm(cov1 @ cov2, disp=False)
+    root = scipy.linalg.sqrtm(cov1 @ cov2)
     if np.iscomplexobj(root):
         root = root.real  # numerical noise of a near-singular product
     value = np.sum((mu1 - mu2) ** 2) + np.trace(cov1) + np.trace(cov2) - 2 * np.trace(root)

@@ -132,7 +132,7 @@ class Trainer:
             logs = self.train_step()
             self.elapsed += time.perf_counter() - started
             window_loss, window_steps = window_loss + logs["loss"], window_steps + 1
-            if self.step % cfg.log_every == 0 or self.step == until:
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 speed = window_steps / max(time.perf_counter() - window_start, 1e-9)
                 record = {**logs, "step": self.step, "loss": window_loss / window_steps, "elapsed_s": round(self.elapsed, 3)}
                 self.run.append_metrics(record)

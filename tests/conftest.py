@@ -1,0 +1,38 @@
+"""Shared fixtures: the loaded registries and tiny configurations that train in a second."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genkit import config as configuration
+from genkit import plugins
+
+torch.set_num_threads(1)  # tiny models: threads cost more than they give, and CI has 2 cores
+
+TINY = [
+    "network.width=32",
+    "network.depth=1",
+    "network.embedding_dim=16",
+    "train.batch_size=64",
+    "train.log_every=5",
+    "train.checkpoint_every=10",
+    "sample.num=200",
+]
+
+
+@pytest.fixture(scope="session")
+def registries():
+    return plugins.registries()
+
+
+@pytest.fixture
+def tiny_config(registries):
+    """A toy2d config small enough to train for a few dozen steps in well under a second."""
+
+    def make(method: str = "ict", steps: int = 20, extra: list[str] = ()) -> configuration.Config:
+        return configuration.load_config(
+            registries, "toy2d", assignments=TINY + list(extra), flags={"method": method, "train.steps": steps}
+        )
+
+    return make

@@ -1,0 +1,102 @@
+"""Config layers, validation errors and the TOML round trip."""
+
+import pytest
+
+from genkit import config as configuration
+from genkit.errors import GenkitError
+
+
+def test_precedence_preset_file_set_flag(registries, tmp_path):
+    file = tmp_path / "mine.toml"
+    file.write_text("[train]\nsteps = 111\nlr = 0.5\nbatch_size = 7\n")
+    config = configuration.load_config(
+        registries,
+        preset="toy2d",
+        config_file=file,
+        assignments=["train.lr=0.25", "train.batch_size=9"],
+        flags={"train.batch_size": 13},
+    )
+    assert config.train.steps == 111  # file over preset
+    assert config.train.lr == 0.25  # --set over file
+    assert config.train.batch_size == 13  # flag over --set
+    assert config.train.ema_rate == 0.999  # from the preset
+    assert config.train.grad_clip == 0.0  # built-in default
+
+
+def test_unknown_key_names_key_and_file(registries, tmp_path):
+    file = tmp_path / "typo.toml"
+    file.write_text("[train]\nstepz = 3\n")
+    with pytest.raises(GenkitError, match=r"unknown key 'train.stepz' \(.*typo.toml\)"):
+        configuration.load_config(registries, "toy2d", config_file=file)
+
+
+def test_unknown_component_option_is_rejected(registries):
+    with pytest.raises(GenkitError, match=r"unknown key 'network.widht' \(--set network.widht=3\)"):
+        configuration.load_config(registries, "toy2d", assignments=["network.widht=3"])
+
+
+def test_wrong_type_names_key_and_source(registries):
+    with pytest.raises(GenkitError, match=r"train.batch_size must be an integer, got 'x' \(--set"):
+        configuration.load_config(registries, "toy2d", assignments=["train.batch_size=x"])
+    with pytest.raises(GenkitError, match="must be a number"):
+        configuration.load_config(registries, "toy2d", assignments=["train.lr=true"])
+
+
+def test_choices_are_checked(registries):
+    with pytest.raises(GenkitError, match="methods.ict.weighting must be one of"):
+        configuration.load_config(registries, "toy2d", assignments=["methods.ict.weighting='square'"])
+
+
+def test_integers_widen_to_floats_and_lists_are_typed(registries):
+    config = configuration.load_config(registries, "toy2d", assignments=["train.lr=1", "sample.multistep_sigmas=[2, 0.5]"])
+    assert config.train.lr == 1.0 and isinstance(config.train.lr, float)
+    assert config.sample.multistep_sigmas == [2.0, 0.5]
+
+
+def test_unknown_preset_and_missing_file(registries):
+    with pytest.raises(GenkitError, match="unknown preset 'toy3d'.*toy2d"):
+        configuration.load_config(registries, "toy3d")
+    with pytest.raises(GenkitError, match="config file not found"):
+        configuration.load_config(registries, "toy2d", config_file="/nonexistent.toml")
+
+
+def test_invalid_toml_is_one_clear_error(registries, tmp_path):
+    file = tmp_path / "bad.toml"
+    file.write_text("[train\n")
+    with pytest.raises(GenkitError, match="invalid TOML"):
+        configuration.load_config(registries, "toy2d", config_file=file)
+
+
+def test_ranges_are_checked(registries):
+    with pytest.raises(GenkitError, match="train.steps must be positive"):
+        configuration.load_config(registries, "toy2d", flags={"train.steps": 0})
+    with pytest.raises(GenkitError, match="ema_rate"):
+        configuration.load_config(registries, "toy2d", assignments=["train.ema_rate=1.0"])
+
+
+def test_resolved_config_round_trips_through_toml(registries, tmp_path):
+    config = configuration.load_config(registries, "toy2d", assignments=["methods.ict.s0=4", "data.name='moons'"])
+    path = tmp_path / "config.toml"
+    path.write_text(configuration.to_toml(config.to_dict()))
+    again = configuration.load_config(registries, preset=None, config_file=path)
+    assert again == config
+    assert again.methods["ict"].s0 == 4 and again.data.name == "moons"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("a.b=3", {"a": {"b": 3}}),
+        ("a=hello", {"a": "hello"}),
+        ("a='x y'", {"a": "x y"}),
+        ("a=[1, 2]", {"a": [1, 2]}),
+        ("a.b.c=1e-4", {"a": {"b": {"c": 1e-4}}}),
+    ],
+)
+def test_parse_assignment(text, expected):
+    assert configuration.parse_assignment(text) == expected
+
+
+def test_parse_assignment_needs_an_equals_sign():
+    with pytest.raises(GenkitError, match="key=value"):
+        configuration.parse_assignment("train.steps")

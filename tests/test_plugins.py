@@ -1,0 +1,144 @@
+"""Registries and plugin discovery through (faked) entry points."""
+
+import importlib.metadata
+import sys
+import types
+import warnings
+
+import pytest
+
+from genkit import hookimpl, plugins
+from genkit.errors import GenkitError
+from genkit.registry import Registry
+
+
+def test_duplicate_name_names_both_plugins():
+    registry = Registry("methods")
+    registry.add("ict", object, plugin="first")
+    with pytest.raises(GenkitError, match="'ict' is registered twice: by plugin 'first' and by plugin 'second'"):
+        registry.add("ict", object, plugin="second")
+
+
+def test_unknown_name_lists_known_and_suggests_closest():
+    registry = Registry("methods")
+    for name in ("ict", "cd", "edm"):
+        registry.add(name, object)
+    with pytest.raises(GenkitError, match=r"unknown method 'ictt' \(did you mean 'ict'\?\); known: cd, edm, ict"):
+        registry.get("ictt")
+
+
+class FakeEntryPoint:
+    def __init__(self, name, target, dist_name="third-party"):
+        self.name, self.value, self._target = name, f"{name}_module", target
+        self.dist = types.SimpleNamespace(metadata={"Name": dist_name}, version="9.9")
+
+    def load(self):
+        if isinstance(self._target, Exception):
+            raise self._target
+        return self._target
+
+
+def make_plugin(name, **hooks):
+    module = types.ModuleType(name)
+    for hook_name, function in hooks.items():
+        setattr(module, hook_name, hookimpl(function))
+    return module
+
+
+@pytest.fixture
+def fake_entry_points(monkeypatch):
+    """Replace discovery with the built-in entry points plus the given fake ones."""
+    real = [ep for ep in importlib.metadata.entry_points(group="genkit") if plugins._is_builtin(ep)]
+
+    def install(*extra):
+        monkeypatch.setattr(plugins, "entry_points", lambda: real + list(extra))
+        plugins.reset()
+
+    yield install
+    plugins.reset()
+
+
+def fresh():
+    plugin_set = plugins.PluginSet()
+    plugin_set.load_entry_points()
+    plugin_set.collect()
+    return plugin_set
+
+
+def register_method(register):
+    register("my-method", object)
+
+
+def test_third_party_plugin_is_discovered_like_a_builtin(fake_entry_points):
+    fake_entry_points(FakeEntryPoint("mine", make_plugin("mine", register_methods=register_method)))
+    loaded = fresh()
+    assert "my-method" in loaded.registries.methods
+    assert loaded.registries.methods.entry("my-method").plugin == "mine"
+    assert loaded.info["mine"].registered == {"methods": ["my-method"]}
+    assert not loaded.info["mine"].builtin and loaded.info["ict"].builtin
+    assert "ict" in loaded.registries.methods  # built-ins still there
+
+
+def test_broken_plugin_warns_and_the_rest_load(fake_entry_points):
+    fake_entry_points(
+        FakeEntryPoint("broken", ImportError("no module named torch_extra")),
+        FakeEntryPoint("mine", make_plugin("mine", register_methods=register_method)),
+    )
+    with pytest.warns(plugins.PluginWarning, match="plugin 'broken'.*failed to import.*torch_extra"):
+        loaded = fresh()
+    assert "my-method" in loaded.registries.methods and "broken" not in loaded.info
+
+
+def test_misspelled_hook_is_caught(fake_entry_points):
+    fake_entry_points(FakeEntryPoint("typo", make_plugin("typo", register_method=register_method)))
+    with pytest.warns(plugins.PluginWarning, match="plugin 'typo' skipped.*register_method"):
+        loaded = fresh()
+    assert "typo" not in loaded.info
+
+
+def test_name_collision_between_plugins_is_an_error(fake_entry_points):
+    def register_ict(register):
+        register("ict", object)
+
+    fake_entry_points(FakeEntryPoint("clash", make_plugin("clash", register_methods=register_ict)))
+    with pytest.raises(GenkitError, match="by plugin 'ict' and by plugin 'clash'"):
+        fresh()
+
+
+def test_environment_variable_narrows_third_party_plugins(fake_entry_points, monkeypatch):
+    fake_entry_points(
+        FakeEntryPoint("mine", make_plugin("mine", register_methods=register_method)),
+        FakeEntryPoint("other", make_plugin("other")),
+    )
+    monkeypatch.setenv(plugins.ENV_VAR, "other")
+    loaded = fresh()
+    assert "mine" not in loaded.info and "other" in loaded.info
+    monkeypatch.setenv(plugins.ENV_VAR, "")
+    loaded = fresh()
+    assert "other" not in loaded.info and "mine" not in loaded.info
+    assert "ict" in loaded.registries.methods  # built-ins always load
+
+
+def test_temporary_plugin_object_is_unregistered_after_use():
+    plugin_set = fresh()
+
+    class Temporary:
+        @hookimpl
+        def register_losses(self, register):
+            register("temporary-loss", object)
+
+    plugin_set.add(Temporary(), "temporary")
+    try:
+        assert "temporary-loss" in plugin_set.collect().losses
+    finally:
+        plugin_set.manager.unregister(name="temporary")
+    assert "temporary-loss" not in plugin_set.collect().losses
+
+
+def test_builtin_plugins_come_through_entry_points():
+    names = {ep.name for ep in importlib.metadata.entry_points(group="genkit")}
+    assert {"toy", "losses", "consistency", "ict"} <= names
+    assert "genkit_ict" not in sys.modules or hasattr(sys.modules["genkit_ict"], "register_methods")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "ict" in fresh().registries.methods

@@ -1,0 +1,126 @@
+"""The training loop: exact resume, atomic checkpoints, clean interruption, metrics log."""
+
+import json
+
+import pytest
+import torch
+
+from genkit.errors import GenkitError
+from genkit.training import checkpoint
+from genkit.training.loop import Trainer, TrainingInterrupted
+from genkit.training.run import RunFolder, new_run_path
+
+
+def weights(trainer):
+    return {**trainer.method.state_dict(), **{f"ema.{k}": v for k, v in trainer.ema.state_dict().items()}}
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize("method", ["ict"])
+def test_interrupted_and_resumed_run_equals_uninterrupted_run(tiny_config, registries, tmp_path, method):
+    # dropout on, so the replayed random state matters too
+    config = tiny_config(method, steps=24, extra=["network.dropout=0.2", "train.checkpoint_every=100"])
+    straight = Trainer(config, RunFolder(tmp_path / "straight"), registries)
+    straight.train()
+
+    first = Trainer(config, RunFolder(tmp_path / "resumed"), registries)
+    first.train(until=13)  # stops mid-run, as a kill after a checkpoint would
+    resumed = Trainer(config, RunFolder(tmp_path / "resumed"), registries, resume=True)
+    assert resumed.step == 13
+    resumed.train()
+
+    assert resumed.step == straight.step == 24
+    assert_same_weights(weights(straight), weights(resumed))
+    logged = lambda run: [r["step"] for r in RunFolder(run).metrics()]  # noqa: E731
+    assert logged(tmp_path / "straight") == logged(tmp_path / "resumed") == [5, 10, 15, 20, 24]
+
+
+def test_keyboard_interrupt_saves_a_checkpoint_that_resumes(tiny_config, registries, tmp_path, monkeypatch):
+    config = tiny_config("ict", steps=30, extra=["train.checkpoint_every=1000"])
+    trainer = Trainer(config, RunFolder(tmp_path), registries)
+    real_step = trainer.train_step
+
+    def interrupted_step():
+        if trainer.step == 7:
+            raise KeyboardInterrupt
+        return real_step()
+
+    monkeypatch.setattr(trainer, "train_step", interrupted_step)
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 7.*--resume"):
+        trainer.train()
+    assert Trainer(config, RunFolder(tmp_path), registries, resume=True).step == 7
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    checkpoint.save_atomic({"step": 1, "w": torch.ones(3)}, path)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        checkpoint.save_atomic({"step": 2, "w": torch.zeros(3)}, path)
+    state = checkpoint.load(path)
+    assert state["step"] == 1 and torch.equal(state["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary left behind
+
+
+def test_checkpoint_load_refuses_pickled_code(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("executed!",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"x": Payload()}, path)
+    with pytest.raises(GenkitError, match="cannot read checkpoint"):
+        checkpoint.load(path)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(GenkitError, match="cannot read checkpoint"):
+        checkpoint.load(path)
+
+
+def test_run_folder_holds_config_metrics_and_everything_to_resume(tiny_config, registries, tmp_path):
+    config = tiny_config("ict", steps=10)
+    trainer = Trainer(config, RunFolder(tmp_path), registries)
+    trainer.train()
+    assert (tmp_path / "config.toml").is_file()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [5, 10]
+    assert all({"loss", "num_levels", "elapsed_s"} <= r.keys() for r in records)
+    state = checkpoint.load(tmp_path / "checkpoint.pt")
+    assert {"step", "method", "ema", "optimizer", "rng", "config", "elapsed_s"} <= state.keys()
+    assert state["config"] == config.to_dict()
+
+
+def test_resume_drops_metrics_logged_after_the_checkpoint(tiny_config, registries, tmp_path):
+    config = tiny_config("ict", steps=20)
+    trainer = Trainer(config, RunFolder(tmp_path), registries)
+    trainer.train(until=10)
+    RunFolder(tmp_path).append_metrics({"step": 15, "loss": 1.0})  # logged, then killed before a checkpoint
+    Trainer(config, RunFolder(tmp_path), registries, resume=True)
+    assert [r["step"] for r in RunFolder(tmp_path).metrics()] == [5, 10]
+
+
+def test_evaluation_during_training_is_logged(tiny_config, registries, tmp_path):
+    config = tiny_config("ict", steps=10, extra=["train.eval_every=5", "train.eval_samples=64"])
+    Trainer(config, RunFolder(tmp_path), registries).train()
+    evals = [r for r in RunFolder(tmp_path).metrics() if "eval" in r]
+    assert [r["step"] for r in evals] == [5, 10]
+    assert set(evals[0]["eval"]) == {"swd", "frechet2d"}
+
+
+def test_new_run_path_never_reuses_a_folder(tmp_path):
+    base = tmp_path / "ict-toy2d"
+    assert new_run_path(base) == base
+    base.mkdir()
+    assert new_run_path(base).name == "ict-toy2d-2"
