@@ -87,7 +87,7 @@ class ConsistencyTraining(Method):
 
         distance = self.metric(prediction, target)
         loss = (self.weighting(sigma_hi, sigma_lo) * distance).mean()
-        return loss, {"num_levels": len(sigmas), "distance": distance.mean().item()}
+        return loss, {"num_levels": len(sigmas), "distance": distance.mean().detach()}
 
     @torch.no_grad()
     def after_step(self, step: int) -> None:

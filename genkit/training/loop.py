@@ -91,7 +91,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def train_step(self) -> dict[str, float]:
+    def train_step(self) -> tuple[torch.Tensor, dict]:
         self.step += 1
         batch = self.dataset.sample(self.config.train.batch_size).to(self.device)
         self.method.model.train()
@@ -103,16 +103,19 @@ class Trainer:
         self.optimizer.step()
         self.method.after_step(self.step)
         self.ema.update(self.method.model)
-        return {"loss": loss.item(), **logs}
+        return loss.detach(), logs
 
     def train(self, until: int | None = None, progress: Progress | None = None, on_log: Callable | None = None) -> None:
-        """Train to ``train.steps`` (or stop early at ``until``), checkpointing on the way."""
+        """Train to ``train.steps`` (or stop early at ``until``), checkpointing on the way.
+
+        Pass a ``progress`` to draw this run's bar inside a caller's display (the bench does).
+        """
         total = self.config.train.steps
         until = min(until or total, total)
         own_progress = progress is None
         progress = progress or training_progress()
         with progress if own_progress else nullcontext():
-            task = progress.add_task(f"{self.config.method}", total=total, completed=self.step, loss="-", speed="-")
+            task = progress.add_task(self.config.method, total=total, completed=self.step, loss="-", speed="-")
             try:
                 self._loop(until, progress, task, on_log)
             except KeyboardInterrupt:
@@ -121,30 +124,45 @@ class Trainer:
                     f"interrupted at step {self.step}; continue with: genkit train --resume --out {self.run.path}"
                 ) from None
             finally:
-                progress.remove_task(task) if not own_progress else None
+                if not own_progress:
+                    progress.remove_task(task)
         self.save()
 
     def _loop(self, until: int, progress: Progress, task, on_log) -> None:
         cfg = self.config.train
-        window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+        loss_sum, window_steps, window_start = torch.zeros((), device=self.device), 0, time.perf_counter()
+        self._clock = time.perf_counter()
         while self.step < until:
-            started = time.perf_counter()
-            logs = self.train_step()
-            self.elapsed += time.perf_counter() - started
-            window_loss, window_steps = window_loss + logs["loss"], window_steps + 1
+            loss, logs = self.train_step()
+            loss_sum, window_steps = loss_sum + loss, window_steps + 1
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                mean_loss = (loss_sum / window_steps).item()  # the only device sync of a window
+                self._charge_training_time()
                 speed = window_steps / max(time.perf_counter() - window_start, 1e-9)
-                record = {**logs, "step": self.step, "loss": window_loss / window_steps, "elapsed_s": round(self.elapsed, 3)}
+                record = {**_plain(logs), "step": self.step, "loss": mean_loss, "elapsed_s": round(self.elapsed, 3)}
                 self.run.append_metrics(record)
-                progress.update(task, loss=f"{record['loss']:.4g}", speed=f"{speed:.0f}")
+                progress.update(task, loss=f"{mean_loss:.4g}", speed=f"{speed:.0f}")
                 if on_log:
                     on_log(record)
-                window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
-            if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == self.config.train.steps):
+                loss_sum, window_steps, window_start = torch.zeros_like(loss_sum), 0, time.perf_counter()
+            if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
+                self._charge_training_time()
                 self.run.append_metrics({"step": self.step, "eval": self.evaluate(cfg.eval_samples)})
+                self._clock = time.perf_counter()
             if self.step % cfg.checkpoint_every == 0:
+                self._charge_training_time()
                 self.save()
+                self._clock = time.perf_counter()
             progress.update(task, completed=self.step)
+        self._charge_training_time()
+
+    def _charge_training_time(self) -> None:
+        """Add the wall time since the last charge to ``elapsed`` (evaluation and saving excluded)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.elapsed += now - self._clock
+        self._clock = now
 
     # ------------------------------------------------------------------ evaluation
 
@@ -155,8 +173,6 @@ class Trainer:
         return score(samples, self.dataset.reference(num, seed=1), evaluators)
 
 
-def train(config: Config, out: Path, registries, resume: bool = False, until: int | None = None) -> Trainer:
-    run = RunFolder(out)
-    trainer = Trainer(config, run, registries, resume=resume)
-    trainer.train(until=until)
-    return trainer
+def _plain(logs: dict) -> dict:
+    return {key: value.item() if isinstance(value, torch.Tensor) else value for key, value in logs.items()}
+
