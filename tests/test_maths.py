@@ -145,3 +145,42 @@ def test_per_sample_noise_does_not_depend_on_batching():
     whole = PerSampleNoise(range(10)).randn(4)
     parts = torch.cat([PerSampleNoise(range(0, 3)).randn(4), PerSampleNoise(range(3, 10)).randn(4)])
     torch.testing.assert_close(whole, parts)
+
+
+# ----------------------------------------------------------------------------- properties
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(2, 3000),
+    sigma_min=st.floats(1e-4, 0.1),
+    sigma_max=st.floats(1.0, 500.0),
+    rho=st.floats(1.0, 10.0),
+)
+def test_karras_property_exact_endpoints_and_ascending(n, sigma_min, sigma_max, rho):
+    sigmas = karras_sigmas(n, sigma_min, sigma_max, rho)
+    assert sigmas[0].item() == sigma_min and sigmas[-1].item() == sigma_max
+    assert torch.all(sigmas[1:] >= sigmas[:-1])
+
+
+@settings(max_examples=25, deadline=None)
+@given(sigma_min=st.floats(1e-4, 0.5), sigma_data=st.floats(0.1, 2.0), seed=st.integers(0, 2**31))
+def test_boundary_condition_property(sigma_min, sigma_data, seed):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(3, 3))
+    f = ConsistencyFunction(lambda x, c: net(x) * 100, sigma_min=sigma_min, sigma_data=sigma_data)
+    x = torch.randn(4, 3, dtype=torch.float64)
+    net.double()
+    assert torch.equal(f(x, torch.tensor(sigma_min, dtype=torch.float64)), x)
+
+
+@settings(max_examples=25, deadline=None)
+@given(sigma=st.floats(1e-3, 100.0), sigma_data=st.floats(0.1, 2.0))
+def test_edm_scalings_property_unit_variance(sigma, sigma_data):
+    # EDM keeps the effective target at unit variance: c_skip + (c_out / sigma_data)^2 = 1
+    c_skip, c_out, c_in, _ = edm_scalings(torch.tensor(sigma, dtype=torch.float64), sigma_data)
+    assert (c_skip + (c_out / sigma_data) ** 2).item() == pytest.approx(1.0)
+    assert (c_in**2 * (sigma**2 + sigma_data**2)).item() == pytest.approx(1.0)

@@ -26,7 +26,9 @@ def edm_scalings(sigma, sigma_data: float = 0.5):
 
 def consistency_scalings(sigma, sigma_min: float = 0.002, sigma_data: float = 0.5):
     """(c_skip, c_out, c_in, c_noise) of the consistency function; f(x, sigma_min) = x exactly."""
-    c_skip = sigma_data**2 / ((sigma - sigma_min) ** 2 + sigma_data**2)
+    sigma = torch.as_tensor(sigma)
+    # tensor / tensor: `float / tensor` multiplies by a rounded reciprocal, so c_skip could miss 1
+    c_skip = sigma.new_tensor(sigma_data**2) / ((sigma - sigma_min) ** 2 + sigma_data**2)
     c_out = sigma_data * (sigma - sigma_min) / (sigma**2 + sigma_data**2) ** 0.5
     c_in = 1 / (sigma**2 + sigma_data**2) ** 0.5
     c_noise = torch.log(torch.as_tensor(sigma)) / 4
