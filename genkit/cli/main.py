@@ -108,3 +108,7 @@ def build_app() -> typer.Typer:
 
 def run() -> None:
     build_app()()
+
+
+if __name__ == "__main__":  # torchrun --nproc_per_node=8 -m genkit.cli.main train ...
+    run()

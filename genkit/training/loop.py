@@ -11,11 +11,12 @@ from typing import Callable
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from genkit.build import build, pick_device
+from genkit.build import build
 from genkit.config import Config
 from genkit.errors import GenkitError
 from genkit.evaluation import draw_samples, score
 from genkit.training import checkpoint, rng
+from genkit.training.distributed import Distributed
 from genkit.training.ema import EMA
 from genkit.training.run import RunFolder
 
@@ -29,7 +30,7 @@ def make_optimizer(config: Config, parameters) -> torch.optim.Optimizer:
     return kinds[config.train.optimizer](parameters, lr=config.train.lr, betas=tuple(config.train.betas))
 
 
-def training_progress(console=None) -> Progress:
+def training_progress(console=None, disable: bool = False) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -39,6 +40,7 @@ def training_progress(console=None) -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
+        disable=disable,
     )
 
 
@@ -47,9 +49,13 @@ class Trainer:
         self.config = config
         self.run = run
         self.registries = registries
-        self.device = pick_device(config.train.device)
+        self.dist = Distributed.from_environment()
+        self.device = self.dist.device(config.train.device)
+        self.batch_size = self.dist.local_batch_size(config.train.batch_size)
         torch.manual_seed(config.seed)  # the initial weights depend on the seed alone
         self.built = build(config, registries, self.device)
+        if self.dist.enabled:  # same weights everywhere, then a random stream of each rank's own
+            torch.manual_seed(config.seed + 1_000_003 * self.dist.rank)
         self.method = self.built.method
         self.dataset = self.built.dataset
         self.optimizer = make_optimizer(config, self.method.model.parameters())
@@ -58,7 +64,7 @@ class Trainer:
         self.elapsed = 0.0
         if resume:
             self.restore()
-        else:
+        elif self.dist.is_main:
             run.write_config(config)
 
     # ------------------------------------------------------------------ checkpoints
@@ -70,12 +76,15 @@ class Trainer:
             "method": self.method.state_dict(),
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "rng": rng.get_all(),
+            "rng": self.dist.gather(rng.get_all()),  # one entry per rank
             "config": self.config.to_dict(),
         }
 
     def save(self) -> None:
-        checkpoint.save_atomic(self.state(), self.run.checkpoint_path)
+        state = self.state()  # collective: every rank takes part
+        if self.dist.is_main:
+            checkpoint.save_atomic(state, self.run.checkpoint_path)
+        self.dist.barrier()
 
     def restore(self) -> None:
         state = checkpoint.load(self.run.checkpoint_path, map_location=self.device)
@@ -83,21 +92,27 @@ class Trainer:
             self.method.load_state_dict(state["method"])
             self.ema.load_state_dict(state["ema"])
             self.optimizer.load_state_dict(state["optimizer"])
-            rng.set_all({"cpu": state["rng"]["cpu"].cpu(), "cuda": [s.cpu() for s in state["rng"]["cuda"]]})
             self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
+            streams = state["rng"]
         except (KeyError, RuntimeError, ValueError) as error:
             raise GenkitError(f"checkpoint {self.run.checkpoint_path} does not match this run's config: {str(error).splitlines()[0]}") from None
-        self.run.truncate_metrics(self.step)
+        if len(streams) != self.dist.world_size:
+            raise GenkitError(f"the checkpoint was written by {len(streams)} process(es); resume it with as many, not {self.dist.world_size}")
+        own = streams[self.dist.rank]
+        rng.set_all({"cpu": own["cpu"].cpu(), "cuda": [s.cpu() for s in own["cuda"]]})
+        if self.dist.is_main:
+            self.run.truncate_metrics(self.step)
 
     # ------------------------------------------------------------------ the loop
 
     def train_step(self) -> tuple[torch.Tensor, dict]:
         self.step += 1
-        batch = self.dataset.sample(self.config.train.batch_size).to(self.device)
+        batch = self.dataset.sample(self.batch_size).to(self.device)
         self.method.model.train()
         loss, logs = self.method.loss(batch, self.step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.dist.average_gradients(self.method.model.parameters())
         if self.config.train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.method.model.parameters(), self.config.train.grad_clip)
         self.optimizer.step()
@@ -113,7 +128,7 @@ class Trainer:
         total = self.config.train.steps
         until = min(until or total, total)
         own_progress = progress is None
-        progress = progress or training_progress()
+        progress = progress or training_progress(disable=not self.dist.is_main)
         with progress if own_progress else nullcontext():
             task = progress.add_task(self.config.method, total=total, completed=self.step, loss="-", speed="-")
             try:
@@ -136,18 +151,21 @@ class Trainer:
             loss, logs = self.train_step()
             loss_sum, window_steps = loss_sum + loss, window_steps + 1
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                mean_loss = (loss_sum / window_steps).item()  # the only device sync of a window
+                mean_loss = self.dist.mean(loss_sum / window_steps).item()  # the only device sync of a window
                 self._charge_training_time()
                 speed = window_steps / max(time.perf_counter() - window_start, 1e-9)
                 record = {**_plain(logs), "step": self.step, "loss": mean_loss, "elapsed_s": round(self.elapsed, 3)}
-                self.run.append_metrics(record)
                 progress.update(task, loss=f"{mean_loss:.4g}", speed=f"{speed:.0f}")
-                if on_log:
-                    on_log(record)
+                if self.dist.is_main:
+                    self.run.append_metrics(record)
+                    if on_log:
+                        on_log(record)
                 loss_sum, window_steps, window_start = torch.zeros_like(loss_sum), 0, time.perf_counter()
             if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
                 self._charge_training_time()
-                self.run.append_metrics({"step": self.step, "eval": self.evaluate(cfg.eval_samples)})
+                if self.dist.is_main:
+                    self.run.append_metrics({"step": self.step, "eval": self.evaluate(cfg.eval_samples)})
+                self.dist.barrier()
                 self._clock = time.perf_counter()
             if self.step % cfg.checkpoint_every == 0:
                 self._charge_training_time()
