@@ -1,0 +1,56 @@
+"""EDM training (Karras et al., 2022): denoising score matching with lognormal noise levels and
+the lambda(sigma) weighting, EDM preconditioning, deterministic Heun sampling on Karras levels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from genkit.components import Method
+from genkit.errors import GenkitError
+from genkit.maths import EDMDenoiser, PerSampleNoise, heun_sample
+from genkit.maths.sampling import heun_evaluations
+from genkit_edm.formulas import edm_loss, heun_levels, lognormal_sigmas
+
+
+class EDM(Method):
+    @dataclass
+    class Config:
+        p_mean: float = -1.2  # mean of ln sigma during training
+        p_std: float = 1.2  # standard deviation of ln sigma during training
+
+    def __init__(self, options: "EDM.Config", ctx, network):
+        super().__init__()
+        options = options or EDM.Config()
+        if options.p_std <= 0:
+            raise GenkitError(f"methods.edm.p_std must be positive, got {options.p_std}")
+        self.p_mean, self.p_std = options.p_mean, options.p_std
+        self.noise = ctx.noise
+        self.sample_config = ctx.sample
+        self.data_shape = tuple(ctx.data_shape)
+        self.clamp = ctx.clamp
+        self.model = EDMDenoiser(network, ctx.noise.sigma_data)
+
+    def loss(self, x: torch.Tensor, step: int):
+        sigma = lognormal_sigmas(x.shape[0], self.p_mean, self.p_std, device=x.device, dtype=x.dtype)
+        per_sample = edm_loss(self.model, x, sigma, self.noise.sigma_data)
+        return per_sample.mean(), {}
+
+    def sample(self, model, noise: PerSampleNoise, steps: int | None) -> torch.Tensor:
+        """Heun on ``steps`` Karras levels (default sample.heun_levels), last step Euler to 0."""
+        num_levels = steps or self.default_sampling_steps()
+        if num_levels < 2:
+            raise ValueError(f"EDM's Heun sampler needs at least 2 Karras levels (--steps 2 or more), got {num_levels}")
+        levels = heun_levels(num_levels, self.noise.sigma_min, self.noise.sigma_max, self.noise.rho)
+        x = heun_sample(model, levels[0].item() * noise.randn(*self.data_shape), levels.tolist())
+        return x.clamp(*self.clamp) if self.clamp else x
+
+    def sampling_evaluations(self, steps: int | None) -> int:
+        return heun_evaluations(steps or self.default_sampling_steps())
+
+    def default_sampling_steps(self) -> int:
+        return self.sample_config.heun_levels
+
+    def training_evaluations(self) -> dict[str, int]:
+        return {"student": 1, "teacher": 0}

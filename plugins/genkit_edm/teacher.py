@@ -1,0 +1,55 @@
+"""The teacher of consistency distillation: one Heun step of a trained EDM model's PF ODE."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from genkit.build import TrainedModel, load_trained
+from genkit.errors import GenkitError
+from genkit.maths import heun_step
+from genkit.training.run import RunFolder
+
+
+def load_edm_run(run: str | Path, registries, device: torch.device) -> TrainedModel:
+    """A finished ``genkit train --method edm`` run with its EMA weights; GenkitError otherwise."""
+    if not str(run):
+        raise GenkitError("consistency distillation needs a teacher: pass --teacher RUN (a genkit train --method edm run folder)")
+    folder = RunFolder(run)
+    if not folder.path.is_dir():
+        raise GenkitError(f"teacher run folder not found: {folder.path} (train one with: genkit train --method edm)")
+    config = folder.read_config(registries)
+    if config.method != "edm":
+        raise GenkitError(f"teacher run {folder.path} was trained with method '{config.method}'; the teacher must be an 'edm' run")
+    if not folder.has_checkpoint():
+        raise GenkitError(f"teacher run {folder.path} has no checkpoint yet; train it first")
+    return load_trained(folder.path, registries, device)
+
+
+class EDMHeunTeacher:
+    """x_hat_n = one Heun step of dx/dsigma = (x - D(x, sigma)) / sigma from sigma_{n+1} to sigma_n.
+
+    D is the teacher run's EMA denoiser, frozen. It is kept as a plain attribute, not a submodule,
+    so its weights stay out of the student's checkpoints; it is loaded onto the run's device.
+    """
+
+    evaluations_per_sample = 2  # Heun: one slope at sigma_{n+1}, one at sigma_n
+
+    @dataclass
+    class Config:
+        run: str = ""  # folder of a genkit train --method edm run
+
+    def __init__(self, options: "EDMHeunTeacher.Config", ctx):
+        self.trained = load_edm_run(options.run, ctx.registries, ctx.device)
+        self.denoiser = self.trained.model  # EMA weights, eval mode, requires_grad False
+
+    @property
+    def network(self) -> torch.nn.Module:
+        """The teacher's raw network F inside its EDM preconditioning."""
+        return self.denoiser.net
+
+    @torch.no_grad()
+    def target_point(self, x, z, x_hi, sigma_hi, sigma_lo):
+        return heun_step(self.denoiser, x_hi, sigma_hi, sigma_lo)
