@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import signal
+import warnings
 
 import typer
 from rich.console import Console
 
 from genkit.errors import GenkitError
+from genkit.plugins import PluginWarning
 
 console = Console()
 error_console = Console(stderr=True)
@@ -41,3 +43,16 @@ def handles_user_errors(command):
 
 def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+def show_plugin_warnings_as_lines() -> None:
+    """A broken plugin is reported in one yellow line instead of Python's two-line warning."""
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, PluginWarning):
+            error_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show

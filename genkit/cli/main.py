@@ -12,7 +12,7 @@ from rich.table import Table
 import genkit
 from genkit import config as configuration
 from genkit import plugins
-from genkit.cli.errors import console, handles_user_errors
+from genkit.cli.errors import console, handles_user_errors, show_plugin_warnings_as_lines
 
 app = typer.Typer(
     name="genkit",
@@ -107,6 +107,7 @@ def build_app() -> typer.Typer:
 
 
 def run() -> None:
+    show_plugin_warnings_as_lines()
     build_app()()
 
 
