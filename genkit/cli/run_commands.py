@@ -31,13 +31,14 @@ def train(
     assignments: Annotated[list[str], typer.Option("--set", help="Override a key: --set train.lr=3e-4 (repeatable).")] = [],
     seed: Annotated[Optional[int], typer.Option(help="Random seed (overrides seed).")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (overrides train.device).")] = None,
+    teacher: Annotated[Optional[Path], typer.Option(help="EDM run folder that CD distils (sets methods.cd.teacher).")] = None,
 ) -> None:
     """Train a model; Ctrl-C saves a checkpoint that --resume continues exactly."""
     registries = plugins.registries()
     if resume:
         if out is None:
             raise GenkitError("--resume needs --out RUN_FOLDER")
-        if method or steps or config_file or assignments or seed is not None:
+        if method or steps or config_file or assignments or teacher or seed is not None:
             raise GenkitError("--resume continues a run with its saved config; drop the other options")
         run = RunFolder(out)
         config = run.read_config(registries)
@@ -45,7 +46,10 @@ def train(
             raise GenkitError(f"nothing to resume in {out}: it has no checkpoint yet")
     else:
         flags = {"method": method, "train.steps": steps, "seed": seed, "train.device": device}
+        flags["methods.cd.teacher"] = str(teacher) if teacher is not None else None
         config = configuration.load_config(registries, preset, config_file, assignments, flags)
+        if teacher is not None and config.method != "cd":
+            raise GenkitError(f"--teacher is for --method cd; this run's method is '{config.method}'")
         out = out or new_run_path(Path("runs") / f"{config.method}-{Path(preset).stem}")
         run = RunFolder(out)
         if run.has_checkpoint():
