@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -50,17 +51,17 @@ def train(
         config = configuration.load_config(registries, preset, config_file, assignments, flags)
         if teacher is not None and config.method != "cd":
             raise GenkitError(f"--teacher is for --method cd; this run's method is '{config.method}'")
+        if out is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise GenkitError("under torchrun, name the run folder with --out so every process uses the same one")
         out = out or new_run_path(Path("runs") / f"{config.method}-{Path(preset).stem}")
         run = RunFolder(out)
         if run.has_checkpoint():
             raise GenkitError(f"{out} already holds a run; continue it with --resume or pick another --out")
     trainer = Trainer(config, run, registries, resume=resume)
-    console.print(f"[bold]{config.method}[/] on {config.data.name}, {config.train.steps} steps, run folder [cyan]{out}[/]")
+    say = console.print if trainer.dist.is_main else (lambda *args: None)
+    say(f"[bold]{config.method}[/] on {config.data.name}, {config.train.steps} steps, run folder [cyan]{out}[/]")
     trainer.train()
-    console.print(
-        f"done: step {trainer.step}, {trainer.elapsed:.1f} s of training. "
-        f"Sample with: [bold]genkit sample {out}[/]"
-    )
+    say(f"done: step {trainer.step}, {trainer.elapsed:.1f} s of training. Sample with: [bold]genkit sample {out}[/]")
 
 
 @handles_user_errors
