@@ -1,0 +1,186 @@
+"""``genkit bench``: the command group, ``--list`` and ``cd-vs-ict``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from genkit import plugins
+from genkit.cli import console, handles_user_errors
+from genkit.errors import GenkitError
+from genkit.training.loop import TrainingInterrupted
+
+from genkit_bench import report, runner, spec as bench_spec
+from genkit_bench.stats import format_number
+
+bench_app = typer.Typer(
+    help="Train several methods under one budget and compare them honestly.",
+    invoke_without_command=True,
+    rich_markup_mode="rich",
+)
+
+
+@bench_app.callback()
+@handles_user_errors
+def bench(
+    ctx: typer.Context,
+    list_presets: Annotated[bool, typer.Option("--list", help="List the built-in bench presets and exit.")] = False,
+) -> None:
+    """Benchmarks: `genkit bench cd-vs-ict`."""
+    if list_presets:
+        _list_presets()
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        console.print(ctx.get_help())
+        raise typer.Exit()
+
+
+def _list_presets() -> None:
+    table = Table(title="bench presets (or pass your own TOML file to --preset)")
+    for column in ("preset", "title", "budget", "seeds", "metric", "runs"):
+        table.add_column(column)
+    for name in bench_spec.preset_names():
+        spec = bench_spec.load_spec(name)
+        table.add_row(
+            name,
+            spec.title,
+            f"{spec.steps} steps x batch {spec.batch_size}",
+            str(spec.seeds),
+            f"{spec.metric}, {spec.eval_samples} samples",
+            ", ".join(r.label for r in spec.run_list),
+        )
+    console.print(table)
+
+
+class _RunInfoColumn(ProgressColumn):
+    """Loss and speed for a training bar (the Trainer's fields), a note for the overall bar."""
+
+    def render(self, task) -> Text:
+        fields = task.fields
+        if "loss" in fields:
+            return Text(f"loss {fields['loss']}  {fields['speed']} it/s")
+        return Text(str(fields.get("note", "")))
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RunInfoColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def _bench_assignment(text: str) -> str:
+    return text if text.strip().startswith("bench.") else f"bench.{text.strip()}"
+
+
+@bench_app.command("cd-vs-ict")
+@handles_user_errors
+def cd_vs_ict(
+    preset: Annotated[str, typer.Option(help="Bench preset: a built-in name (see --list) or a TOML file.")] = "toy2d",
+    seeds: Annotated[Optional[int], typer.Option(help="Number of seeds (0..N-1); default: the preset's.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder; rerun with the same one to resume (default: runs/bench-cd-vs-ict-PRESET).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate the preset and print the plan; train nothing.")] = False,
+    assignments: Annotated[list[str], typer.Option("--set", help="Override a bench key: --set steps=500, --set overrides.network.width=64 (repeatable).")] = [],
+) -> None:
+    """EDM teacher, CD from it, iCT and CT from scratch, per seed; score at 1 and 2 steps; report."""
+    if seeds is not None and seeds < 1:
+        raise GenkitError("--seeds must be at least 1")
+    spec = bench_spec.load_spec(preset, [_bench_assignment(a) for a in assignments], seeds)
+    out = out or Path("runs") / f"bench-cd-vs-ict-{spec.name}"
+    plugin_set = plugins.load()
+    if dry_run:
+        _print_plan(spec, out, runner.plan(spec, out, plugin_set.registries))
+        return
+    try:
+        with _progress() as progress:
+            results = runner.run_bench(spec, out, plugin_set, progress)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(f"interrupted; rerun the same command with --out {out} to continue") from None
+    out = Path(out)
+    report.write_json(results, out)
+    curves = report.plot_curves(results, out)
+    report.write_report(results, out, curves)
+    console.print(report.rich_table(results, console.width))
+    console.print(f"[bold]verdict:[/] {results['verdict']['sentence']}", highlight=False)
+    console.print(
+        f"wrote [cyan]{out / 'results.json'}[/], [cyan]{out / 'report.md'}[/]"
+        + (f", [cyan]{curves}[/]" if curves else "")
+        + f" and pictures in [cyan]{out / 'pictures'}[/] ({format_number(results['wall_time_s'])} s)"
+    )
+
+
+# ----------------------------------------------------------------------------- --dry-run
+
+
+def _compact(options: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in options.items() if k not in ("name", "unvalidated"))
+
+
+def _print_plan(spec: bench_spec.BenchSpec, out: Path, planned: list[runner.PlannedRun]) -> None:
+    console.print(f"[bold]plan: genkit bench cd-vs-ict --preset {spec.name}[/]  ({spec.title})", highlight=False)
+    console.print(f"  preset file       {spec.source}", highlight=False)
+    console.print(f"  training preset   {spec.training_preset}", highlight=False)
+    console.print(f"  seeds             {', '.join(map(str, runner.seeds_of(spec)))}", highlight=False)
+    console.print(
+        f"  budget            {spec.steps} steps x batch {spec.batch_size} = {spec.steps * spec.batch_size:.4g} "
+        f"training samples, the same for every method",
+        highlight=False,
+    )
+    console.print(
+        f"  scoring           {spec.metric} on {spec.eval_samples} samples vs as many held-out data points; "
+        f"sampling steps {spec.sampling_steps}, 2-step level {spec.two_step_sigma}; "
+        f"curve every {spec.curve_every or '-'} steps on {spec.curve_samples} samples",
+        highlight=False,
+    )
+    console.print(f"  output            {out}", highlight=False)
+    registries = plugins.registries()
+    console.print("[bold]runs[/] (per seed, in this order; each one a genkit run folder under OUT/runs/seedS/)")
+    for item in [p for p in planned if p.seed == runner.seeds_of(spec)[0]]:
+        view = item.config.to_dict() if item.config else bench_spec.validate_partially(item.layers, registries)
+        network, train = view["network"], view["train"]
+        options = view["methods"].get(item.run.method, {})
+        if item.run.teacher:
+            options = {**options, "teacher": f"OUT/runs/seedS/{item.run.teacher}"}
+        absent = " [yellow](missing)[/]"
+        sampling = (
+            f"Heun, {view['sample']['heun_levels']} levels"
+            if item.run.role == "teacher"
+            else f"{' and '.join(map(str, spec.sampling_steps))} step(s), 2-step level {view['sample']['multistep_sigmas'][0]}"
+        )
+        console.print(
+            f"  [bold]{item.run.label}[/]: method {item.run.method}{absent if item.run.method not in registries.methods else ''}, "
+            f"{item.run.role}",
+            highlight=False,
+        )
+        console.print(f"      network   {network.get('name')}{absent if network.get('unvalidated') else ''}: {_compact(network)}", highlight=False)
+        console.print(
+            f"      train     lr {train['lr']}, {train['optimizer']}, betas {train['betas']}, grad clip {train['grad_clip'] or 'none'}, "
+            f"evaluation EMA {train['ema_rate']}, device {train['device']}",
+            highlight=False,
+        )
+        console.print(f"      method    {_compact(options) or '(defaults)'}", highlight=False)
+        data_options = _compact(view["data"])
+        console.print(f"      data      {view['data'].get('name')}{': ' + data_options if data_options else ''}", highlight=False)
+        console.print(f"      sampling  {sampling}", highlight=False)
+    for note in spec.notes:
+        console.print(f"  note: {note}", highlight=False)
+    missing = runner.all_missing(planned)
+    if missing:
+        listing = ", ".join(str(m) for m in missing)
+        console.print(
+            f"[yellow]not runnable here yet:[/] no installed plugin registers {listing}. Everything else validated; "
+            f"without --dry-run this preset stops with an error naming them.",
+            highlight=False,
+        )
+    else:
+        console.print("[green]every component is installed: the plan is runnable.[/]")

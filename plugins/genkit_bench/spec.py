@@ -1,0 +1,282 @@
+"""Bench presets: TOML files with a ``[bench]`` table, validated into a BenchSpec, and the
+training configs they imply (one per run and seed), layered like every genkit config:
+
+    training preset < bench.overrides < bench.runs.NAME.overrides < the bench's fixed keys
+
+The fixed keys (method, seed, train.steps, train.batch_size, evaluation cadence, the 2-step
+level, a student's teacher folder) come last, so no override can make the budget unfair.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from genkit import config as configuration
+from genkit.errors import GenkitError
+
+ROLES = ("teacher", "contender", "reference")
+FIXED_KEYS = ("method", "seed", "train.steps", "train.batch_size")  # the budget: no override may set them
+
+
+@dataclass
+class RunSpec:
+    """One model the bench trains per seed."""
+
+    method: str = ""  # a registered training method
+    label: str = ""  # name in tables and plots (default: the run's key)
+    role: str = "contender"  # teacher | contender | reference
+    teacher: str = ""  # key of the run whose folder becomes methods.METHOD.teacher
+    two_step_sigma: float = 0.0  # this run's 2-step level (0: the bench's)
+    overrides: Any = field(default_factory=dict)  # config keys layered over the training preset
+    name: str = ""  # filled from the table key
+
+
+@dataclass
+class BenchSpec:
+    """The validated ``[bench]`` table of a bench preset."""
+
+    title: str = ""  # one line shown by `genkit bench --list`
+    training_preset: str = "toy2d"  # the genkit training preset (name or TOML file) every run starts from
+    seeds: int = 1  # seeds 0..seeds-1 unless --seeds says otherwise
+    steps: int = 1000  # training steps K, the same for every method
+    batch_size: int = 256  # training batch size, the same for every method
+    sampling_steps: list[int] = field(default_factory=lambda: [1, 2])  # consistency models are scored at these
+    two_step_sigma: float = 0.821  # intermediate noise level of 2-step sampling
+    eval_samples: int = 5000  # samples per final score (and held-out data points to score against)
+    curve_every: int = 0  # training steps between scores for the metric-vs-step plot (0: none)
+    curve_samples: int = 1000  # samples per curve point
+    metric: str = "swd"  # the evaluator the verdict is computed on
+    compare: list[str] = field(default_factory=lambda: ["ict", "cd"])  # the two runs the verdict compares
+    torch_threads: int = 0  # CPU threads for torch while the bench runs (0: torch's default)
+    notes: list[str] = field(default_factory=list)  # deviations from the papers, copied into the report
+    overrides: Any = field(default_factory=dict)  # config keys layered over the training preset for every run
+    runs: Any = field(default_factory=dict)  # run key -> RunSpec table, trained in this order
+    # filled by load_spec:
+    name: str = ""
+    source: str = ""
+    run_list: list[RunSpec] = field(default_factory=list)
+
+    def run(self, name: str) -> RunSpec:
+        return next(r for r in self.run_list if r.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values.pop("run_list")
+        return values
+
+
+# ----------------------------------------------------------------------------- presets
+
+
+def _preset_folder():
+    return resources.files("genkit_bench") / "presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in _preset_folder().iterdir() if p.name.endswith(".toml"))
+
+
+def preset_path(name: str) -> Path:
+    """A built-in bench preset by name, or a user's own TOML file by path."""
+    candidate = Path(name)
+    if candidate.suffix == ".toml":
+        if not candidate.is_file():
+            raise GenkitError(f"bench preset file not found: {candidate}")
+        return candidate
+    path = Path(str(_preset_folder() / f"{name}.toml"))
+    if not path.is_file():
+        raise GenkitError(f"unknown bench preset '{name}'; built-in: {', '.join(preset_names())} (or pass a .toml file)")
+    return path
+
+
+def load_spec(preset: str, assignments: list[str] = (), seeds: int | None = None) -> BenchSpec:
+    """Read and validate a bench preset; ``--set bench.KEY=VALUE`` and --seeds layer over it."""
+    path = preset_path(preset)
+    source = f"bench preset {preset}"
+    layers = configuration.Layers()
+    raw = configuration.read_toml(path)
+    layers.add(raw, source)
+    for text in assignments:
+        layers.add(configuration.parse_assignment(text), f"--set {text}")
+    if seeds is not None:
+        layers.add({"bench": {"seeds": seeds}}, "--seeds")
+    unknown = sorted(set(layers.data) - {"bench"})
+    if unknown:
+        raise GenkitError(f"unknown key '{unknown[0]}' ({layers.source_of(unknown[0])}); a bench preset holds one [bench] table")
+    if "bench" not in layers.data:
+        raise GenkitError(f"{path} has no [bench] table")
+    spec = configuration.parse_dataclass(BenchSpec, layers.data["bench"], layers, "bench")
+    spec.name, spec.source = Path(preset).stem, str(path)
+    spec.run_list = _parse_runs(spec, layers)
+    _check(spec, layers)
+    spec.training_preset = _training_preset(spec.training_preset, path)
+    return spec
+
+
+def _parse_runs(spec: BenchSpec, layers: configuration.Layers) -> list[RunSpec]:
+    if not isinstance(spec.runs, dict) or not spec.runs:
+        raise GenkitError(f"bench.runs must be a table of runs ({layers.source_of('bench.runs')})")
+    runs = []
+    for name, table in spec.runs.items():
+        prefix = f"bench.runs.{name}"
+        if not isinstance(table, dict) or "name" in table:
+            raise GenkitError(f"{prefix} must be a table with method = ... ({layers.source_of(prefix)})")
+        run = configuration.parse_dataclass(RunSpec, table, layers, prefix)
+        run.name, run.label = name, run.label or name
+        if not run.method:
+            raise GenkitError(f"{prefix}.method is missing ({layers.source_of(prefix)})")
+        if run.role not in ROLES:
+            raise GenkitError(f"{prefix}.role must be one of {', '.join(ROLES)}, got '{run.role}' ({layers.source_of(prefix + '.role')})")
+        if not isinstance(run.overrides, dict):
+            raise GenkitError(f"{prefix}.overrides must be a table ({layers.source_of(prefix + '.overrides')})")
+        runs.append(run)
+    return runs
+
+
+def _check(spec: BenchSpec, layers: configuration.Layers) -> None:
+    def positive(key: str, value) -> None:
+        if value <= 0:
+            raise GenkitError(f"bench.{key} must be positive, got {value} ({layers.source_of('bench.' + key)})")
+
+    for key in ("seeds", "steps", "batch_size", "eval_samples", "curve_samples", "two_step_sigma"):
+        positive(key, getattr(spec, key))
+    if spec.torch_threads < 0:
+        raise GenkitError(f"bench.torch_threads must be 0 (torch's default) or positive, got {spec.torch_threads}")
+    if spec.curve_every < 0:
+        raise GenkitError(f"bench.curve_every must be 0 or positive, got {spec.curve_every}")
+    if not spec.sampling_steps or any(k not in (1, 2) for k in spec.sampling_steps):
+        raise GenkitError(f"bench.sampling_steps must list 1 and/or 2, got {spec.sampling_steps} ({layers.source_of('bench.sampling_steps')})")
+    if not isinstance(spec.overrides, dict):
+        raise GenkitError(f"bench.overrides must be a table ({layers.source_of('bench.overrides')})")
+    names = [r.name for r in spec.run_list]
+    if len(spec.compare) != 2 or any(name not in names for name in spec.compare):
+        raise GenkitError(f"bench.compare must name two runs of bench.runs ({', '.join(names)}), got {spec.compare}")
+    for name in spec.compare:
+        if spec.run(name).role == "teacher":
+            raise GenkitError(f"bench.compare: run '{name}' is a teacher; compare consistency models")
+    seen: set[str] = set()
+    for run in spec.run_list:
+        if run.teacher:
+            if run.teacher not in names:
+                raise GenkitError(f"bench.runs.{run.name}.teacher names no run: '{run.teacher}' (runs: {', '.join(names)})")
+            if run.teacher not in seen:
+                raise GenkitError(f"bench.runs.{run.name}: its teacher '{run.teacher}' must come before it in bench.runs")
+            if spec.run(run.teacher).role != "teacher":
+                raise GenkitError(f"bench.runs.{run.name}.teacher: run '{run.teacher}' must have role = \"teacher\"")
+        if run.two_step_sigma < 0:
+            raise GenkitError(f"bench.runs.{run.name}.two_step_sigma must be positive")
+        for scope, overrides in (("bench.overrides", spec.overrides), (f"bench.runs.{run.name}.overrides", run.overrides)):
+            for dotted in FIXED_KEYS:
+                if _has_key(overrides, dotted):
+                    raise GenkitError(
+                        f"{scope} sets {dotted}; the budget is fixed by the bench (bench.steps, bench.batch_size, seeds) for every method"
+                    )
+        seen.add(run.name)
+
+
+def _has_key(values: dict, dotted: str) -> bool:
+    head, _, rest = dotted.partition(".")
+    if head not in values:
+        return False
+    return not rest or (isinstance(values[head], dict) and _has_key(values[head], rest))
+
+
+def _training_preset(name: str, bench_file: Path) -> str:
+    """A relative .toml path is looked up beside the bench preset first, then from the CWD."""
+    candidate = Path(name)
+    if candidate.suffix == ".toml" and not candidate.is_absolute() and (bench_file.parent / candidate).is_file():
+        return str(bench_file.parent / candidate)
+    return name
+
+
+# ----------------------------------------------------------------------------- training configs
+
+
+def run_layers(spec: BenchSpec, run: RunSpec, seed: int, teacher_folder: Path | None) -> configuration.Layers:
+    """The config layers of one run at one seed, lowest precedence first."""
+    layers = configuration.Layers()
+    layers.add(configuration.read_toml(configuration.preset_path(spec.training_preset)), f"preset {spec.training_preset}")
+    layers.add(spec.overrides, f"{spec.source}: bench.overrides")
+    layers.add(run.overrides, f"{spec.source}: bench.runs.{run.name}.overrides")
+    fixed: dict[str, Any] = {
+        "method": run.method,
+        "seed": seed,
+        "train": {
+            "steps": spec.steps,
+            "batch_size": spec.batch_size,
+            "eval_every": spec.curve_every,
+            "eval_samples": spec.curve_samples,
+        },
+        "sample": {"multistep_sigmas": [run.two_step_sigma or spec.two_step_sigma]},
+    }
+    if run.teacher:
+        fixed["methods"] = {run.method: {"teacher": str(teacher_folder)}}
+    layers.add(fixed, f"the bench ({spec.name}: fixed budget)")
+    return layers
+
+
+@dataclass
+class Missing:
+    """A component the preset names that no installed plugin registers."""
+
+    kind: str  # method | network | dataset | evaluator
+    name: str
+    needed_by: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} '{self.name}'"
+
+
+def missing_components(layers: configuration.Layers, registries, run: RunSpec) -> list[Missing]:
+    data = layers.data
+    found = []
+    if run.method not in registries.methods:
+        found.append(Missing("method", run.method, run.name))
+    for key, kind, registry in (("network", "network", registries.networks), ("data", "dataset", registries.datasets)):
+        value = data.get(key, {})
+        name = value if isinstance(value, str) else value.get("name") if isinstance(value, dict) else None
+        if isinstance(name, str) and name not in registry:
+            found.append(Missing(kind, name, run.name))
+    return found
+
+
+def validate_partially(layers: configuration.Layers, registries) -> dict[str, Any]:
+    """Validate every section that can be without the missing components; return the plan's view.
+
+    Sections whose component is registered are checked exactly as ``genkit train`` would;
+    a missing component's options are shown unvalidated.
+    """
+    raw = dict(layers.data)
+    config_fields = {f.name for f in dataclasses.fields(configuration.Config)}
+    for key in raw:
+        if key not in config_fields:
+            raise GenkitError(f"unknown key '{key}' ({layers.source_of(key)}); known keys: {', '.join(sorted(config_fields))}")
+    view: dict[str, Any] = {k: raw[k] for k in ("seed", "method") if k in raw}
+    for key, cls in (("noise", configuration.NoiseConfig), ("train", configuration.TrainConfig), ("sample", configuration.SampleConfig)):
+        view[key] = dataclasses.asdict(configuration.parse_dataclass(cls, raw.get(key, {}), layers, key))
+    for key, registry in (("data", registries.datasets), ("network", registries.networks)):
+        value = raw.get(key, {})
+        value = {"name": value} if isinstance(value, str) else dict(value)
+        if value.get("name") in registry:
+            component = configuration.parse_component(registry, value, layers, key)
+            view[key] = {"name": component.name, **_as_dict(component.options)}
+        else:
+            view[key] = {**value, "unvalidated": True}
+    methods = {}
+    for name, options in dict(raw.get("methods", {})).items():
+        if name in registries.methods:
+            methods[name] = _as_dict(configuration.parse_options(registries.methods.get(name), options, layers, f"methods.{name}"))
+        elif name == raw.get("method"):
+            methods[name] = {**options, "unvalidated": True}
+    view["methods"] = methods
+    return view
+
+
+def _as_dict(options: Any) -> dict[str, Any]:
+    if options is None:
+        return {}
+    return dataclasses.asdict(options) if dataclasses.is_dataclass(options) else dict(options)

@@ -1,0 +1,136 @@
+"""Aggregation over seeds and the verdict: pure functions of numbers, no I/O.
+
+The spread is the sample standard deviation over seeds (ddof = 1); one seed has no spread. Two
+methods' difference "exceeds the spread" when |mean_a - mean_b| > spread_a + spread_b, that is
+when their mean ± spread intervals do not overlap.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean and spread of one number over seeds."""
+
+    mean: float
+    spread: float | None  # sample standard deviation; None with a single seed
+    values: tuple[float, ...]  # one value per seed, in seed order
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "spread": self.spread, "values": list(self.values)}
+
+
+def summarize(values: Sequence[float]) -> Summary:
+    """Mean ± sample standard deviation of ``values`` (no spread for a single value)."""
+    values = tuple(float(v) for v in values)
+    if not values:
+        raise ValueError("summarize needs at least one value")
+    mean = math.fsum(values) / len(values)
+    if len(values) < 2:
+        return Summary(mean, None, values)
+    variance = math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return Summary(mean, math.sqrt(variance), values)
+
+
+def format_number(value: float | None) -> str:
+    """The one way every figure is written, in the terminal table, report.md and the tests."""
+    if value is None:
+        return "n/a"
+    if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+        return f"{value:.3e}"
+    return f"{value:.4g}"
+
+
+def format_spread(value: float) -> str:
+    """A spread needs two significant digits, no more."""
+    return f"{value:.2g}"
+
+
+def format_summary(summary: Summary) -> str:
+    """``mean ± spread`` (mean to 4 significant digits, spread to 2), or the mean alone."""
+    if summary.spread is None:
+        return format_number(summary.mean)
+    return f"{format_number(summary.mean)} ± {format_spread(summary.spread)}"
+
+
+def format_count(value: float) -> str:
+    """Network evaluations: 1.23e+09 style for big counts, plain below a million."""
+    return f"{value:.3g}" if value >= 1e6 else f"{value:.0f}"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Method a against method b on one metric (lower is better) at one number of steps."""
+
+    steps: int
+    a: str
+    b: str
+    a_score: Summary
+    b_score: Summary
+
+    @property
+    def winner(self) -> str | None:
+        if self.a_score.mean == self.b_score.mean:
+            return None
+        return self.a if self.a_score.mean < self.b_score.mean else self.b
+
+    @property
+    def difference(self) -> float:
+        return abs(self.a_score.mean - self.b_score.mean)
+
+    @property
+    def spread(self) -> float | None:
+        if self.a_score.spread is None or self.b_score.spread is None:
+            return None
+        return self.a_score.spread + self.b_score.spread
+
+    @property
+    def exceeds_spread(self) -> bool | None:
+        """True or False with two or more seeds; None when there is no spread to judge by."""
+        return None if self.spread is None else self.difference > self.spread
+
+    def to_dict(self) -> dict:
+        return {
+            "steps": self.steps,
+            "a": self.a,
+            "b": self.b,
+            "a_mean": self.a_score.mean,
+            "b_mean": self.b_score.mean,
+            "winner": self.winner,
+            "difference": self.difference,
+            "spread": self.spread,
+            "exceeds_spread": self.exceeds_spread,
+        }
+
+
+def _steps_phrase(steps: int) -> str:
+    return f"{steps} step" if steps == 1 else f"{steps} steps"
+
+
+def _clause(comparison: Comparison, num_seeds: int) -> str:
+    a, b = comparison.a, comparison.b
+    at = f"at {_steps_phrase(comparison.steps)}"
+    numbers = f"{format_number(comparison.a_score.mean)} vs {format_number(comparison.b_score.mean)}"
+    if comparison.winner is None:
+        return f"{at} {a} and {b} tie ({numbers})"
+    winner = comparison.winner
+    loser, scores = (b, (comparison.a_score, comparison.b_score)) if winner == a else (a, (comparison.b_score, comparison.a_score))
+    clause = f"{at} {winner} beats {loser} ({format_number(scores[0].mean)} vs {format_number(scores[1].mean)})"
+    if comparison.exceeds_spread is None:
+        return clause + ", with one seed and so no spread to judge the difference by"
+    if comparison.exceeds_spread:
+        return clause + f", a difference of {format_number(comparison.difference)} that exceeds the spread across {num_seeds} seeds ({format_spread(comparison.spread)})"
+    return clause + f", but the difference of {format_number(comparison.difference)} is within the spread across {num_seeds} seeds ({format_spread(comparison.spread)}), so neither clearly wins"
+
+
+def verdict_sentence(comparisons: Sequence[Comparison], metric: str, num_seeds: int) -> str:
+    """One sentence, computed from the numbers: who wins at each step count, and how clearly."""
+    if not comparisons:
+        raise ValueError("a verdict needs at least one comparison")
+    clauses = [_clause(c, num_seeds) for c in comparisons]
+    sentence = "; ".join(clauses)
+    return f"On {metric} (lower is better), {sentence}."

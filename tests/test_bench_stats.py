@@ -1,0 +1,71 @@
+"""The bench's aggregation over seeds and its verdict: pure functions, known values."""
+
+import math
+
+import pytest
+
+from genkit_bench.stats import Comparison, format_number, format_summary, summarize, verdict_sentence
+
+
+def test_summarize_gives_mean_and_sample_standard_deviation():
+    summary = summarize([1.0, 2.0, 4.0])
+    assert summary.mean == pytest.approx(7 / 3)
+    # sample variance: ((1-7/3)^2 + (2-7/3)^2 + (4-7/3)^2) / 2 = 7/3
+    assert summary.spread == pytest.approx(math.sqrt(7 / 3))
+    assert summary.values == (1.0, 2.0, 4.0)
+
+
+def test_one_seed_has_no_spread_and_identical_seeds_have_zero_spread():
+    assert summarize([0.25]).spread is None
+    assert summarize([0.25, 0.25]).spread == 0.0
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+def test_summary_format_is_mean_to_four_digits_and_spread_to_two():
+    assert format_summary(summarize([0.031, 0.035])) == "0.033 ± 0.0028"
+    assert format_summary(summarize([0.12345])) == "0.1235"
+    assert format_number(None) == "n/a" and format_number(2.5e-4) == "2.500e-04"
+
+
+def comparison(steps, a_values, b_values):
+    return Comparison(steps, "iCT", "CD", summarize(a_values), summarize(b_values))
+
+
+def test_ict_wins_clearly_when_the_gap_exceeds_both_spreads():
+    c = comparison(1, [0.10, 0.11, 0.12], [0.20, 0.21, 0.22])
+    assert c.winner == "iCT" and c.exceeds_spread is True
+    assert c.difference == pytest.approx(0.10) and c.spread == pytest.approx(0.02)
+    sentence = verdict_sentence([c], "swd", 3)
+    assert "at 1 step iCT beats CD (0.11 vs 0.21)" in sentence
+    assert "exceeds the spread across 3 seeds" in sentence
+
+
+def test_cd_wins_clearly():
+    c = comparison(2, [0.30, 0.31], [0.10, 0.11])
+    assert c.winner == "CD" and c.exceeds_spread is True
+    assert "at 2 steps CD beats iCT (0.105 vs 0.305)" in verdict_sentence([c], "swd", 2)
+
+
+def test_a_gap_within_the_spread_is_no_clear_win():
+    c = comparison(1, [0.10, 0.20], [0.12, 0.22])  # means 0.15 vs 0.17, spreads 0.071 each
+    assert c.winner == "iCT" and c.exceeds_spread is False
+    sentence = verdict_sentence([c], "swd", 2)
+    assert "iCT beats CD" in sentence and "within the spread across 2 seeds" in sentence and "neither clearly wins" in sentence
+
+
+def test_one_seed_makes_no_claim_about_the_spread():
+    c = comparison(1, [0.1], [0.2])
+    assert c.exceeds_spread is None and c.spread is None
+    assert "one seed and so no spread" in verdict_sentence([c], "swd", 1)
+
+
+def test_verdict_covers_every_step_count_in_one_sentence():
+    sentence = verdict_sentence([comparison(1, [0.1, 0.11], [0.3, 0.31]), comparison(2, [0.3, 0.5], [0.2, 0.4])], "swd", 2)
+    assert sentence.startswith("On swd (lower is better), at 1 step iCT beats CD")
+    assert "; at 2 steps CD beats iCT" in sentence and sentence.endswith(".") and ". " not in sentence
+
+
+def test_tie():
+    c = comparison(1, [0.2, 0.2], [0.2, 0.2])
+    assert c.winner is None and "tie" in verdict_sentence([c], "swd", 2)
