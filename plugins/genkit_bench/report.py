@@ -129,13 +129,18 @@ def plot_curves(results: dict[str, Any], out: Path) -> Path | None:
             means = [sum(c[i]["eval"][metric] for c in curves) / len(curves) for i in range(min(len(c) for c in curves))]
             name = f"{label} (Heun)" if role == "teacher" else f"{label} (1 step)"
             axis.plot(steps[: len(means)], means, marker="o", markersize=3, label=name, linestyle="--" if role != "contender" else "-")
-        axis.axhline(results["floor"][metric], color="0.5", linestyle=":", label="data vs data")
+        floor = results.get("curve_floor") or results["floor"]
+        axis.axhline(floor[metric], color="0.5", linestyle=":", label=f"data vs data ({results['spec']['curve_samples']} points)")
         axis.set_yscale("log")
         axis.set_xlabel("training step")
         axis.set_ylabel(f"{metric} (lower is better)")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
-    figure.suptitle(f"cd-vs-ict, {results['preset']}: metric during training (mean over {len(results['seeds'])} seed(s))", fontsize=9)
+    figure.suptitle(
+        f"cd-vs-ict, {results['preset']}: metric during training, {results['spec']['curve_samples']} samples, "
+        f"mean over {len(results['seeds'])} seed(s)",
+        fontsize=9,
+    )
     figure.tight_layout()
     path = Path(out) / "curves.png"
     figure.savefig(path)

@@ -203,12 +203,21 @@ def _eval_settings(spec: BenchSpec, item: PlannedRun, step: int, steps_list: lis
     }
 
 
-def score_run(spec: BenchSpec, item: PlannedRun, trained, registries, out: Path) -> tuple[list[dict], dict[str, float]]:
-    """Score the run's EMA weights at each sampling setting; cached in the run folder.
+def evaluators_of(trained, registries) -> dict[str, Any]:
+    dataset = trained.built.dataset
+    return {name: registries.evaluators.get(name)(None, trained.built.ctx) for name in dataset.evaluators}
 
-    Returns the scores and the data-vs-data floor at the same sample count.
-    """
-    method, dataset, ctx = trained.built.method, trained.built.dataset, trained.built.ctx
+
+def data_floor(trained, registries, num: int) -> dict[str, float]:
+    """Held-out data against held-out data at ``num`` points: what a perfect model would score."""
+    dataset = trained.built.dataset
+    reference = dataset.reference(num, seed=REFERENCE_SEED)
+    return score(dataset.reference(num, seed=FLOOR_SEED), reference, evaluators_of(trained, registries))
+
+
+def score_run(spec: BenchSpec, item: PlannedRun, trained, registries, out: Path) -> list[dict]:
+    """Score the run's EMA weights at each sampling setting; cached in the run folder."""
+    method, dataset = trained.built.method, trained.built.dataset
     if spec.metric not in dataset.evaluators:
         raise GenkitError(f"bench.metric '{spec.metric}' is not an evaluator of data '{trained.built.config.data.name}' ({', '.join(dataset.evaluators)})")
     steps_list = [method.default_sampling_steps()] if item.run.role == "teacher" else list(spec.sampling_steps)
@@ -218,10 +227,9 @@ def score_run(spec: BenchSpec, item: PlannedRun, trained, registries, out: Path)
         cached = json.loads(cache.read_text())
         pictures_there = all((out / s["picture"]).is_file() for s in cached["scores"])
         if cached.get("settings") == settings and pictures_there:
-            return cached["scores"], cached["floor"]
-    evaluators = {name: registries.evaluators.get(name)(None, ctx) for name in dataset.evaluators}
+            return cached["scores"]
+    evaluators = evaluators_of(trained, registries)
     reference = dataset.reference(spec.eval_samples, seed=REFERENCE_SEED)
-    floor = score(dataset.reference(spec.eval_samples, seed=FLOOR_SEED), reference, evaluators)
     scores = []
     for steps in steps_list:
         samples = draw_samples(method, trained.model, spec.eval_samples, steps, seed=item.seed)
@@ -230,8 +238,8 @@ def score_run(spec: BenchSpec, item: PlannedRun, trained, registries, out: Path)
         title = f"{item.run.label}, {_sampling_phrase(item.run.role, steps, nfe)}, seed {item.seed}, step {trained.step}"
         save_samples_picture(samples[:2000], out / picture, title, reference=reference[:2000] if samples.ndim == 2 else None)
         scores.append({"steps": steps, "nfe": nfe, "scores": score(samples, reference, evaluators), "picture": str(picture)})
-    cache.write_text(json.dumps({"settings": settings, "scores": scores, "floor": floor}, indent=2))
-    return scores, floor
+    cache.write_text(json.dumps({"settings": settings, "scores": scores}, indent=2))
+    return scores
 
 
 def _sampling_phrase(role: str, steps: int, nfe: int) -> str:
@@ -365,6 +373,7 @@ def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, An
     overall = progress.add_task("bench", total=total, completed=0, note="") if progress else None
     results: dict[str, RunResult] = {}
     floor: dict[str, float] = {}
+    curve_floor: dict[str, float] = {}
     for index, item in enumerate(planned):
         base = index * spec.steps
         label = f"seed {item.seed}: {item.run.label} ({index + 1}/{len(planned)})"
@@ -377,7 +386,10 @@ def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, An
         teacher = results.get(f"seed{item.seed}/{item.run.teacher}") if item.run.teacher else None
         trained = load_trained(item.folder, registries)
         result = result_of(item, step, elapsed, dict(trained.built.method.training_evaluations()), teacher)
-        result.scores, floor = score_run(spec, item, trained, registries, out)
+        result.scores = score_run(spec, item, trained, registries, out)
+        if not floor:
+            floor = data_floor(trained, registries, spec.eval_samples)
+            curve_floor = data_floor(trained, registries, spec.curve_samples) if spec.curve_every else {}
         result.curve = curve_of(item)
         results[item.key] = result
 
@@ -401,7 +413,8 @@ def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, An
             "reference": f"{spec.eval_samples} held-out data points (reference seed {REFERENCE_SEED})",
             "two_step_sigma": spec.two_step_sigma,
         },
-        "floor": floor,
+        "floor": floor,  # held-out data vs held-out data at eval_samples points
+        "curve_floor": curve_floor,  # the same at curve_samples points, for the metric-vs-step plot
         "rows": rows,
         "verdict": {
             "sentence": verdict_sentence(found, spec.metric, spec.seeds),
