@@ -252,3 +252,14 @@ def test_cd_trains_from_the_command_line_and_samples_at_one_and_two_steps(edm_ru
         assert result.exit_code == 0, result.output
         assert "swd" in result.output
     assert math.isfinite(float(next(r for r in RunFolder(out).metrics() if r.get("step") == 10)["loss"]))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cd_on_cuda_loads_the_teacher_onto_the_device(tiny_config, registries, edm_run):
+    method = build(cd_config(tiny_config, edm_run, extra=["train.device='cuda'"]), registries).method
+    assert {p.device.type for p in method.teacher.denoiser.parameters()} == {"cuda"}
+    assert {p.device.type for p in method.model.parameters()} == {"cuda"}
+    loss, _ = method.loss(torch.randn(16, 2, device="cuda"), step=1)
+    loss.backward()
+    assert torch.isfinite(loss)

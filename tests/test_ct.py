@@ -21,6 +21,7 @@ from genkit_ct.method import ct_target_rate
 from conftest import TINY
 
 runner = CliRunner()
+CIFAR10 = ["methods.ct.s0=2", "methods.ct.s1=150"]  # the paper's curriculum (toy2d sets s1 = 40)
 
 
 def sqrt_curriculum(s0, s1, total):
@@ -74,7 +75,7 @@ def test_ct_defaults_follow_the_paper(registries):
 
 
 def test_ct_parts(tiny_config, registries):
-    method = build(tiny_config("ct", steps=800), registries).method
+    method = build(tiny_config("ct", steps=800, extra=CIFAR10), registries).method
     assert method.teacher.evaluations_per_sample == 0  # the data teacher
     assert [method.curriculum.num_levels(k) for k in (0, 400, 800)] == [2, 107, 151]
     p = method.noise_schedule.index_probabilities(karras_sigmas(107))
@@ -85,7 +86,7 @@ def test_ct_parts(tiny_config, registries):
 
 
 def test_ct_loss_equals_hand_assembled_loss(tiny_config, registries):
-    method = build(tiny_config("ct", steps=800), registries).method
+    method = build(tiny_config("ct", steps=800, extra=CIFAR10), registries).method
     with torch.no_grad():  # make the target differ from the student
         for p in method.target.parameters():
             p.mul_(0.5)
@@ -106,7 +107,7 @@ def test_ct_loss_equals_hand_assembled_loss(tiny_config, registries):
 
 
 def test_after_step_moves_the_target_at_rate_mu_of_k(tiny_config, registries):
-    method = build(tiny_config("ct", steps=800), registries).method
+    method = build(tiny_config("ct", steps=800, extra=CIFAR10), registries).method
     before = [p.clone() for p in method.target.parameters()]
     with torch.no_grad():
         for p in method.model.parameters():
@@ -180,7 +181,8 @@ def test_bad_ct_settings_fail_before_training_with_one_line(tmp_path, args, mess
 def test_ct_trains_and_samples_at_one_and_two_steps_from_the_command_line(tmp_path):
     out = tmp_path / "ct"
     sets = [part for item in TINY for part in ("--set", item)]
-    result = runner.invoke(build_app(), ["train", "--method", "ct", "--steps", "12", "--out", str(out), *sets])
+    args = ["train", "--method", "ct", "--steps", "12", "--out", str(out), *sets, "--set", "methods.ct.s1=150"]
+    result = runner.invoke(build_app(), args)
     assert result.exit_code == 0, result.output
     logged = [r["num_levels"] for r in RunFolder(out).metrics() if "num_levels" in r]
     assert logged == sorted(logged) and logged[-1] == 151  # N(K) = s1 + 1

@@ -126,3 +126,12 @@ def test_random_backbone_needs_no_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(lpips_metric, "download", offline)
     monkeypatch.setattr(lpips_metric, "make_network", lambda pretrained: nn.Identity())
     LPIPS(LPIPS.Config(pretrained=False), image_ctx())  # no error: nothing to fetch
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_lpips_runs_on_the_runs_device():
+    metric = LPIPS(LPIPS.Config(pretrained=False), SimpleNamespace(data_shape=(3, 8, 8), device=torch.device("cuda")))
+    a = torch.rand(2, 3, 8, 8, device="cuda") * 2 - 1
+    distance = metric(a, a.flip(0))
+    assert distance.shape == (2,) and distance.device.type == "cuda"
