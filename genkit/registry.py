@@ -8,16 +8,18 @@ from typing import Any, Callable, Iterator
 
 from genkit.errors import GenkitError
 
-KINDS = (
-    "networks",
-    "losses",
-    "noise_schedules",
-    "curricula",
-    "teachers",
-    "methods",
-    "datasets",
-    "evaluators",
-)
+# kind -> what one component of it is called in messages
+SINGULAR = {
+    "networks": "network",
+    "losses": "loss",
+    "noise_schedules": "noise schedule",
+    "curricula": "curriculum",
+    "teachers": "teacher",
+    "methods": "method",
+    "datasets": "dataset",
+    "evaluators": "evaluator",
+}
+KINDS = tuple(SINGULAR)
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class Registry:
         if name in self._entries:
             first = self._entries[name].plugin
             raise GenkitError(
-                f"{self.kind[:-1]} '{name}' is registered twice: by plugin '{first}' and by plugin '{plugin}'"
+                f"{SINGULAR[self.kind]} '{name}' is registered twice: by plugin '{first}' and by plugin '{plugin}'"
             )
         self._entries[name] = Entry(name, factory, plugin)
 
@@ -58,7 +60,7 @@ class Registry:
 
     def _unknown_message(self, name: str) -> str:
         known = sorted(self._entries)
-        message = f"unknown {self.kind[:-1].replace('_', ' ')} '{name}'"
+        message = f"unknown {SINGULAR[self.kind]} '{name}'"
         close = difflib.get_close_matches(name, known, n=1)
         if close:
             message += f" (did you mean '{close[0]}'?)"

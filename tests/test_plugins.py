@@ -142,3 +142,10 @@ def test_builtin_plugins_come_through_entry_points():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert "ict" in fresh().registries.methods
+
+
+@pytest.mark.parametrize("kind, word", [("losses", "loss"), ("curricula", "curriculum"), ("noise_schedules", "noise schedule")])
+def test_messages_name_one_component_of_the_kind(kind, word):
+    registry = Registry(kind)
+    with pytest.raises(GenkitError, match=f"unknown {word} 'x'"):
+        registry.get("x")
