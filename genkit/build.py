@@ -28,7 +28,7 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def build(config: Config, registries, device: torch.device | None = None) -> Built:
+def build(config: Config, registries, device: torch.device | None = None, training: bool = True) -> Built:
     """Dataset first (it fixes the sample shape), then the network, then the method around it."""
     device = device or pick_device(config.train.device)
     ctx = BuildContext(
@@ -37,6 +37,8 @@ def build(config: Config, registries, device: torch.device | None = None) -> Bui
         sample=config.sample,
         total_steps=config.train.steps,
         device=device,
+        network=config.network,
+        training=training,
     )
     dataset = registries.datasets.get(config.data.name)(config.data.options, ctx)
     ctx.data_shape = tuple(dataset.shape)
@@ -66,7 +68,7 @@ def load_trained(run_path, registries, device: torch.device | None = None) -> Tr
     run = RunFolder(run_path)
     config = run.read_config(registries)
     device = device or pick_device("auto")
-    built = build(config, registries, device)
+    built = build(config, registries, device, training=False)
     state = checkpoint.load(run.checkpoint_path, map_location=device)
     model = copy.deepcopy(built.method.model).eval().requires_grad_(False)
     try:

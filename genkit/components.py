@@ -23,6 +23,8 @@ class BuildContext:
     total_steps: int = 1
     data_shape: tuple[int, ...] = ()
     clamp: tuple[float, float] | None = None  # range of the data, for clamping samples
+    network: Any = None  # the run's network Component (name and options)
+    training: bool = True  # False when a finished run is rebuilt only to sample or evaluate it
     device: torch.device = torch.device("cpu")
 
 

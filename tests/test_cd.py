@@ -13,6 +13,7 @@ from genkit import config as configuration
 from genkit.build import build, load_trained
 from genkit.cli.main import build_app
 from genkit.errors import GenkitError
+from genkit.evaluation import draw_samples
 from genkit.maths import euler_step, heun_step, karras_sigmas
 from genkit.methods.consistency import draw_indices
 from genkit.training.loop import Trainer
@@ -191,13 +192,33 @@ def test_teacher_folder_without_a_checkpoint(tiny_config, registries, tmp_path):
 
 
 def test_mismatched_network_size(tiny_config, registries, edm_run):
-    with pytest.raises(GenkitError, match=r"does not match the teacher's .*shape.*network.width=32"):
+    with pytest.raises(GenkitError, match=r"does not match the teacher's \(network.width is 32 in the teacher, 16 here\).*network.width=32"):
         build(cd_config(tiny_config, edm_run, extra=["network.width=16"]), registries)
 
 
 def test_mismatched_network_hyperparameter(tiny_config, registries, edm_run):
-    with pytest.raises(GenkitError, match="noise_multiplier' is 1.0 in the teacher, 2.0 here"):
+    with pytest.raises(GenkitError, match="network.noise_multiplier is 1.0 in the teacher, 2.0 here"):
         build(cd_config(tiny_config, edm_run, extra=["network.noise_multiplier=2.0"]), registries)
+
+
+def test_mismatched_setting_that_lives_in_a_buffer(tiny_config, registries, edm_run):
+    # the Fourier scale only shapes a random buffer: the config comparison must catch it
+    with pytest.raises(GenkitError, match="network.fourier_scale is 0.02 in the teacher, 16.0 here"):
+        build(cd_config(tiny_config, edm_run, extra=["network.fourier_scale=16.0"]), registries)
+
+
+def test_finished_cd_run_samples_without_its_teacher_folder(tiny_config, registries, edm_run, tmp_path):
+    import shutil
+
+    teacher_copy = tmp_path / "teacher"
+    shutil.copytree(edm_run, teacher_copy)
+    config = cd_config(tiny_config, teacher_copy, steps=3)
+    Trainer(config, RunFolder(tmp_path / "cd"), registries).train()
+    shutil.rmtree(teacher_copy)
+    trained = load_trained(tmp_path / "cd", registries)
+    assert trained.built.method.training_evaluations() == {"student": 2, "teacher": 2}
+    samples = draw_samples(trained.built.method, trained.model, 8, steps=1)
+    assert samples.shape == (8, 2) and torch.isfinite(samples).all()
 
 
 class OtherNet(nn.Module):

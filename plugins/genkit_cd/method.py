@@ -25,6 +25,16 @@ class ConstantRate:
         return self.mu
 
 
+class UnloadedTeacher:
+    """Stands in for the teacher when a finished CD run is rebuilt to sample or evaluate."""
+
+    def __init__(self, evaluations_per_sample: int):
+        self.evaluations_per_sample = evaluations_per_sample
+
+    def target_point(self, *args):
+        raise RuntimeError("this CD run was rebuilt for sampling; its teacher was not loaded")
+
+
 class ConsistencyDistillation(ConsistencyTraining):
     @dataclass
     class Config:
@@ -41,8 +51,11 @@ class ConsistencyDistillation(ConsistencyTraining):
         if options.teacher:  # written absolute into the run's config, so it samples from any folder
             options.teacher = str(Path(options.teacher).expanduser().resolve())
         parts = ctx.registries
-        teacher = parts.teachers.create("edm-heun", ctx, run=options.teacher)
-        initialise_from_teacher(network, teacher, parts.networks)
+        if ctx.training:
+            teacher = parts.teachers.create("edm-heun", ctx, run=options.teacher)
+            initialise_from_teacher(network, teacher, parts.networks, ctx.network)
+        else:  # sampling a finished run needs only its own checkpoint, not the teacher's folder
+            teacher = UnloadedTeacher(parts.teachers.get("edm-heun").evaluations_per_sample)
         super().__init__(
             network,
             ctx,

@@ -7,13 +7,21 @@ from torch import nn
 from genkit.errors import GenkitError
 
 
-def initialise_from_teacher(student: nn.Module, teacher, networks) -> None:
-    """Copy the teacher's raw network weights into the student's; a different network is an error."""
+def initialise_from_teacher(student: nn.Module, teacher, networks, student_network=None) -> None:
+    """Copy the teacher's raw network weights into the student's; a different network is an error.
+
+    ``student_network`` is this run's network Component; its options must equal the teacher's
+    but for dropout (settings such as a Fourier scale live in buffers the weights overwrite).
+    """
     trained = teacher.trained
     source = teacher.network
     network = trained.built.config.network
     settings = ", ".join(f"network.{k}={v}" for k, v in vars(network.options or {}).items())
     hint = f"use the teacher's network settings ({settings})" if settings else "use the teacher's network settings"
+    if student_network is not None:
+        difference = option_difference(network, student_network)
+        if difference:
+            raise GenkitError(f"this run's network does not match the teacher's ({difference}); {hint}")
     if type(student) is not type(source):
         mine = [entry.name for entry in networks if entry.factory is type(student)]
         raise GenkitError(
@@ -53,3 +61,14 @@ def _hyperparameters(module: nn.Module | None) -> dict:
     plain = (bool, int, float, str, tuple)
     values = {k: v for k, v in vars(module).items() if not k.startswith("_") and k != "training" and isinstance(v, plain)}
     return {"type": type(module).__name__, **values}
+
+
+def option_difference(teacher_network, student_network) -> str:
+    """'' when the two network Components agree on name and every option but dropout."""
+    if teacher_network.name != student_network.name:
+        return f"network '{student_network.name}' here, '{teacher_network.name}' in the teacher"
+    theirs, mine = vars(teacher_network.options or {}), vars(student_network.options or {})
+    for key in sorted(theirs.keys() | mine.keys()):
+        if key != "dropout" and theirs.get(key) != mine.get(key):
+            return f"network.{key} is {theirs.get(key)!r} in the teacher, {mine.get(key)!r} here"
+    return ""
