@@ -176,6 +176,7 @@ def test_bench_end_to_end_writes_everything_and_the_table_equals_the_json(tiny_p
     assert checkpoint.stat().st_mtime_ns == before
     rerun = json.loads((out / "results.json").read_text())
     assert rerun["rows"] == results["rows"] and rerun["verdict"] == results["verdict"]
+    assert rerun["wall_time_s"] == pytest.approx(results["wall_time_s"] + rerun["wall_time_this_invocation_s"], abs=0.01)
 
 
 @pytest.mark.slow

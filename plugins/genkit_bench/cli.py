@@ -115,7 +115,8 @@ def cd_vs_ict(
     console.print(
         f"wrote [cyan]{out / 'results.json'}[/], [cyan]{out / 'report.md'}[/]"
         + (f", [cyan]{curves}[/]" if curves else "")
-        + f" and pictures in [cyan]{out / 'pictures'}[/] ({format_number(results['wall_time_s'])} s)"
+        + f" and pictures in [cyan]{out / 'pictures'}[/]; wall time {format_number(results['wall_time_this_invocation_s'])} s "
+        f"({format_number(results['wall_time_s'])} s over every run of this command on {out})"
     )
 
 

@@ -185,12 +185,13 @@ def write_report(results: dict[str, Any], out: Path, curves: Path | None) -> Pat
         lines.append(f"- {note}")
     machine, versions = results["machine"], results["versions"]
     lines.append(
-        f"- machine: {machine['platform']}, {machine['cpu_count']} CPU cores ({machine['torch_threads']} torch threads)"
+        f"- machine: {machine['platform']}, {machine['cpu_count']} CPU cores, torch threads {machine['torch_threads']}"
         + (f", GPU {machine['cuda']}" if machine["cuda"] else ", no GPU")
     )
     lines.append(f"- versions: genkit {versions['genkit']}, torch {versions['torch']}, python {machine['python']}")
     lines.append(
-        f"- wall time of this invocation {format_number(results['wall_time_s'])} s; "
+        f"- wall time {format_number(results['wall_time_s'])} s over every invocation on this folder "
+        f"(this one {format_number(results['wall_time_this_invocation_s'])} s); "
         f"training time of all runs {format_number(results['training_time_s'])} s"
     )
     lines.append("- every number above is in results.json")

@@ -37,6 +37,7 @@ from genkit_bench.spec import BenchSpec, Missing, RunSpec, missing_components, r
 from genkit_bench.stats import Comparison, summarize, verdict_sentence
 
 EVAL_FILE = "bench-eval.json"
+WALL_FILE = "wall-time.json"  # wall-clock seconds of every invocation on this output folder
 REFERENCE_SEED = 1  # held-out data the samples are scored against (the Trainer's evaluations use it too)
 FLOOR_SEED = 2  # a second held-out draw: data vs data gives the floor a perfect model would reach
 
@@ -396,6 +397,7 @@ def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, An
     ordered = list(results.values())
     rows = aggregate(spec, ordered)
     found = comparisons(spec, rows)
+    elapsed = time.perf_counter() - started
     return {
         "bench": "cd-vs-ict",
         "preset": spec.name,
@@ -423,9 +425,19 @@ def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, An
         "runs": [_run_dict(r) for r in ordered],
         "versions": versions(plugin_set),
         "machine": machine_info(),
-        "wall_time_s": time.perf_counter() - started,  # this invocation (a resumed bench skips finished work)
+        "wall_time_s": _add_wall_time(out, elapsed),  # every invocation on this folder
+        "wall_time_this_invocation_s": elapsed,
         "training_time_s": sum(r.elapsed_s for r in ordered),
     }
+
+
+def _add_wall_time(out: Path, seconds: float) -> float:
+    """Total wall-clock seconds spent on ``out`` so far, this invocation included."""
+    path = out / WALL_FILE
+    invocations = json.loads(path.read_text())["invocations_s"] if path.is_file() else []
+    invocations.append(round(seconds, 3))
+    path.write_text(json.dumps({"invocations_s": invocations}) + "\n")
+    return sum(invocations)
 
 
 def _run_dict(result: RunResult) -> dict[str, Any]:
