@@ -152,21 +152,22 @@ def parse_assignment(text: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- presets
 
 
-def preset_names() -> list[str]:
-    folder = resources.files("genkit") / "presets"
+def preset_names(package: str = "genkit") -> list[str]:
+    """The TOML presets shipped in ``package``'s ``presets`` folder."""
+    folder = resources.files(package) / "presets"
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
-def preset_path(name: str) -> Path:
-    """A built-in preset by name, or a user's own TOML file by path."""
+def preset_path(name: str, package: str = "genkit", what: str = "preset") -> Path:
+    """A preset shipped in ``package`` by name, or a user's own TOML file by path."""
     candidate = Path(name)
     if candidate.suffix == ".toml":
         if not candidate.is_file():
-            raise GenkitError(f"preset file not found: {candidate}")
+            raise GenkitError(f"{what} file not found: {candidate}")
         return candidate
-    path = Path(str(resources.files("genkit") / "presets" / f"{name}.toml"))
+    path = Path(str(resources.files(package) / "presets" / f"{name}.toml"))
     if not path.is_file():
-        raise GenkitError(f"unknown preset '{name}'; built-in presets: {', '.join(preset_names())}")
+        raise GenkitError(f"unknown {what} '{name}'; built-in: {', '.join(preset_names(package))} (or pass a .toml file)")
     return path
 
 

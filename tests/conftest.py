@@ -36,3 +36,24 @@ def tiny_config(registries):
         )
 
     return make
+
+
+def straight_and_resumed(config, registries, folder, stop_at: int):
+    """Train ``config`` straight through, and again stopped at ``stop_at`` then resumed in a new
+    Trainer (as after a kill); returns both trainers for comparison."""
+    from genkit.training.loop import Trainer
+    from genkit.training.run import RunFolder
+
+    straight = Trainer(config, RunFolder(folder / "straight"), registries)
+    straight.train()
+    Trainer(config, RunFolder(folder / "resumed"), registries).train(until=stop_at)
+    resumed = Trainer(config, RunFolder(folder / "resumed"), registries, resume=True)
+    assert resumed.step == stop_at
+    resumed.train()
+    return straight, resumed
+
+
+def assert_same_tensors(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key

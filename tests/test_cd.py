@@ -19,7 +19,7 @@ from genkit.methods.consistency import draw_indices
 from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder
 
-from conftest import TINY
+from conftest import TINY, assert_same_tensors, straight_and_resumed
 
 runner = CliRunner()
 
@@ -154,16 +154,10 @@ def test_a_different_dropout_rate_is_allowed(tiny_config, registries, edm_run):
 
 def test_resumed_cd_run_with_target_ema_equals_uninterrupted_run(tiny_config, registries, edm_run, tmp_path):
     config = cd_config(tiny_config, edm_run, steps=12, extra=["methods.cd.target_ema=0.9", "train.checkpoint_every=100"])
-    straight = Trainer(config, RunFolder(tmp_path / "straight"), registries)
-    straight.train()
-    first = Trainer(config, RunFolder(tmp_path / "resumed"), registries)
-    first.train(until=7)
-    resumed = Trainer(config, RunFolder(tmp_path / "resumed"), registries, resume=True)
-    resumed.train()
+    straight, resumed = straight_and_resumed(config, registries, tmp_path, stop_at=7)
     a, b = straight.method.state_dict(), resumed.method.state_dict()
     assert any(key.startswith("target.") for key in a)
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    assert_same_tensors(a, b)
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -13,12 +13,11 @@ from genkit.cli.main import build_app
 from genkit.errors import GenkitError
 from genkit.maths import karras_sigmas
 from genkit.methods.consistency import draw_indices
-from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder
 from genkit_consistency.curricula import SquareRootCurriculum
 from genkit_ct.method import ct_target_rate
 
-from conftest import TINY
+from conftest import TINY, assert_same_tensors, straight_and_resumed
 
 runner = CliRunner()
 CIFAR10 = ["methods.ct.s0=2", "methods.ct.s1=150"]  # the paper's curriculum (toy2d sets s1 = 40)
@@ -120,15 +119,10 @@ def test_after_step_moves_the_target_at_rate_mu_of_k(tiny_config, registries):
 
 def test_resumed_ct_run_equals_uninterrupted_run(tiny_config, registries, tmp_path):
     config = tiny_config("ct", steps=16, extra=["network.dropout=0.2", "train.checkpoint_every=100"])
-    straight = Trainer(config, RunFolder(tmp_path / "straight"), registries)
-    straight.train()
-    Trainer(config, RunFolder(tmp_path / "resumed"), registries).train(until=9)
-    resumed = Trainer(config, RunFolder(tmp_path / "resumed"), registries, resume=True)
-    resumed.train()
+    straight, resumed = straight_and_resumed(config, registries, tmp_path, stop_at=9)
     a, b = straight.method.state_dict(), resumed.method.state_dict()
     assert any(key.startswith("target.") for key in a)
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    assert_same_tensors(a, b)
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -10,32 +10,19 @@ from genkit.training import checkpoint
 from genkit.training.loop import Trainer, TrainingInterrupted
 from genkit.training.run import RunFolder, new_run_path
 
+from conftest import assert_same_tensors, straight_and_resumed
+
 
 def weights(trainer):
     return {**trainer.method.state_dict(), **{f"ema.{k}": v for k, v in trainer.ema.state_dict().items()}}
 
 
-def assert_same_weights(a, b):
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-
-
-@pytest.mark.parametrize("method", ["ict"])
-def test_interrupted_and_resumed_run_equals_uninterrupted_run(tiny_config, registries, tmp_path, method):
+def test_interrupted_and_resumed_run_equals_uninterrupted_run(tiny_config, registries, tmp_path):
     # dropout on, so the replayed random state matters too
-    config = tiny_config(method, steps=24, extra=["network.dropout=0.2", "train.checkpoint_every=100"])
-    straight = Trainer(config, RunFolder(tmp_path / "straight"), registries)
-    straight.train()
-
-    first = Trainer(config, RunFolder(tmp_path / "resumed"), registries)
-    first.train(until=13)  # stops mid-run, as a kill after a checkpoint would
-    resumed = Trainer(config, RunFolder(tmp_path / "resumed"), registries, resume=True)
-    assert resumed.step == 13
-    resumed.train()
-
+    config = tiny_config("ict", steps=24, extra=["network.dropout=0.2", "train.checkpoint_every=100"])
+    straight, resumed = straight_and_resumed(config, registries, tmp_path, stop_at=13)
     assert resumed.step == straight.step == 24
-    assert_same_weights(weights(straight), weights(resumed))
+    assert_same_tensors(weights(straight), weights(resumed))
     logged = lambda run: [r["step"] for r in RunFolder(run).metrics()]  # noqa: E731
     assert logged(tmp_path / "straight") == logged(tmp_path / "resumed") == [5, 10, 15, 20, 24]
 

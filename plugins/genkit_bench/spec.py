@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -72,25 +71,13 @@ class BenchSpec:
 # ----------------------------------------------------------------------------- presets
 
 
-def _preset_folder():
-    return resources.files("genkit_bench") / "presets"
-
-
 def preset_names() -> list[str]:
-    return sorted(p.name[:-5] for p in _preset_folder().iterdir() if p.name.endswith(".toml"))
+    return configuration.preset_names("genkit_bench")
 
 
 def preset_path(name: str) -> Path:
     """A built-in bench preset by name, or a user's own TOML file by path."""
-    candidate = Path(name)
-    if candidate.suffix == ".toml":
-        if not candidate.is_file():
-            raise GenkitError(f"bench preset file not found: {candidate}")
-        return candidate
-    path = Path(str(_preset_folder() / f"{name}.toml"))
-    if not path.is_file():
-        raise GenkitError(f"unknown bench preset '{name}'; built-in: {', '.join(preset_names())} (or pass a .toml file)")
-    return path
+    return configuration.preset_path(name, "genkit_bench", what="bench preset")
 
 
 def load_spec(preset: str, assignments: list[str] = (), seeds: int | None = None) -> BenchSpec:
