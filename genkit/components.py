@@ -74,10 +74,11 @@ class Method(nn.Module):
     model: nn.Module
 
     def loss(self, x: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of iteration k = ``step``, counted from 0 as in the papers' algorithms."""
         raise NotImplementedError
 
     def after_step(self, step: int) -> None:
-        """Called after each optimizer step (target-network updates go here)."""
+        """Called after the optimizer step of iteration k = ``step`` (target-network updates go here)."""
 
     def sample(self, model: nn.Module, noise: PerSampleNoise, steps: int | None) -> torch.Tensor:
         raise NotImplementedError

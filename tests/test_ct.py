@@ -179,7 +179,9 @@ def test_ct_trains_and_samples_at_one_and_two_steps_from_the_command_line(tmp_pa
     result = runner.invoke(build_app(), args)
     assert result.exit_code == 0, result.output
     logged = [r["num_levels"] for r in RunFolder(out).metrics() if "num_levels" in r]
-    assert logged == sorted(logged) and logged[-1] == 151  # N(K) = s1 + 1
+    # iterations run k = 0..K-1 (Algorithm 3), so the last one uses N(11) of K = 12:
+    # ceil(sqrt(11/12 (151^2 - 2^2) + 2^2) - 1) + 1 = ceil(143.57) + 1 = 145
+    assert logged == sorted(logged) and logged[-1] == 145
     for steps in ("1", "2"):
         result = runner.invoke(build_app(), ["sample", str(out), "--steps", steps])
         assert result.exit_code == 0, result.output

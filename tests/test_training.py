@@ -1,6 +1,8 @@
 """The training loop: exact resume, atomic checkpoints, clean interruption, metrics log."""
 
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -23,24 +25,47 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tiny_config, regis
     straight, resumed = straight_and_resumed(config, registries, tmp_path, stop_at=13)
     assert resumed.step == straight.step == 24
     assert_same_tensors(weights(straight), weights(resumed))
-    logged = lambda run: [r["step"] for r in RunFolder(run).metrics()]  # noqa: E731
-    assert logged(tmp_path / "straight") == logged(tmp_path / "resumed") == [5, 10, 15, 20, 24]
+    logged = lambda run, key: [r[key] for r in RunFolder(run).metrics()]  # noqa: E731
+    assert logged(tmp_path / "straight", "step") == logged(tmp_path / "resumed", "step") == [5, 10, 15, 20, 24]
+    # the log window straddling the stop (steps 11-15) is checkpointed too
+    assert logged(tmp_path / "straight", "loss") == logged(tmp_path / "resumed", "loss")
 
 
-def test_keyboard_interrupt_saves_a_checkpoint_that_resumes(tiny_config, registries, tmp_path, monkeypatch):
-    config = tiny_config("ict", steps=30, extra=["train.checkpoint_every=1000"])
+def interrupt_inside_step(trainer, at_step: int, times: int = 1):
+    """Send SIGINT from inside the optimizer step of iteration ``at_step``, as a user's Ctrl-C."""
+    real = trainer.optimizer.step
+
+    def step(*args, **kwargs):
+        if trainer.step == at_step:
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    trainer.optimizer.step = step
+
+
+def test_ctrl_c_mid_step_finishes_the_step_saves_and_resumes_exactly(tiny_config, registries, tmp_path):
+    config = tiny_config("ict", steps=20, extra=["network.dropout=0.2", "train.checkpoint_every=1000"])
+    straight = Trainer(config, RunFolder(tmp_path / "straight"), registries)
+    straight.train()
+
+    interrupted = Trainer(config, RunFolder(tmp_path / "run"), registries)
+    interrupt_inside_step(interrupted, at_step=7)
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 8.*--resume"):
+        interrupted.train()
+    resumed = Trainer(config, RunFolder(tmp_path / "run"), registries, resume=True)
+    assert resumed.step == 8
+    resumed.train()
+    assert_same_tensors(weights(straight), weights(resumed))
+
+
+def test_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(tiny_config, registries, tmp_path):
+    config = tiny_config("ict", steps=20, extra=["train.checkpoint_every=5"])
     trainer = Trainer(config, RunFolder(tmp_path), registries)
-    real_step = trainer.train_step
-
-    def interrupted_step():
-        if trainer.step == 7:
-            raise KeyboardInterrupt
-        return real_step()
-
-    monkeypatch.setattr(trainer, "train_step", interrupted_step)
-    with pytest.raises(TrainingInterrupted, match="interrupted at step 7.*--resume"):
+    interrupt_inside_step(trainer, at_step=7, times=2)
+    with pytest.raises(TrainingInterrupted, match="stopped mid-step; the last checkpoint is intact"):
         trainer.train()
-    assert Trainer(config, RunFolder(tmp_path), registries, resume=True).step == 7
+    assert Trainer(config, RunFolder(tmp_path), registries, resume=True).step == 5
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import signal
 import warnings
 
 import typer
@@ -23,26 +22,14 @@ def handles_user_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        previous = signal.getsignal(signal.SIGTERM)
-        try:
-            signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # a scheduler's kill saves too
-        except ValueError:  # not the main thread
-            previous = None
         try:
             return command(*args, **kwargs)
         except GenkitError as error:
             error_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
             code = INTERRUPTED_EXIT_CODE if type(error).__name__ == "TrainingInterrupted" else 1
             raise typer.Exit(code) from None
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
-
-
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def show_plugin_warnings_as_lines() -> None:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from contextlib import nullcontext
 from typing import Callable
@@ -59,12 +61,14 @@ class Trainer:
         self.dataset = self.built.dataset
         self.optimizer = make_optimizer(config, self.method.model.parameters())
         self.ema = EMA(self.method.model, config.train.ema_rate)
-        self.step = 0
+        self.step = 0  # iterations done; the next one is k = step
         self.elapsed = 0.0
+        self.window = LogWindow(self.device)
         if resume:
             self.restore()
         elif self.dist.is_main:
             run.write_config(config)
+            run.metrics_path.unlink(missing_ok=True)  # a log left by a run that never checkpointed
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -75,7 +79,8 @@ class Trainer:
             "method": self.method.state_dict(),
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "rng": self.dist.gather(rng.get_all()),  # one entry per rank
+            "rng": self.dist.gather(rng.get_all(self.device)),  # one entry per rank
+            "log_window": self.window.state_dict(),
             "config": self.config.to_dict(),
         }
 
@@ -92,20 +97,20 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
+            self.window.load_state_dict(state["log_window"])
             streams = state["rng"]
         except (KeyError, RuntimeError, ValueError) as error:
             raise GenkitError(f"checkpoint {self.run.checkpoint_path} does not match this run's config: {str(error).splitlines()[0]}") from None
         if len(streams) != self.dist.world_size:
             raise GenkitError(f"the checkpoint was written by {len(streams)} process(es); resume it with as many, not {self.dist.world_size}")
-        own = streams[self.dist.rank]
-        rng.set_all({"cpu": own["cpu"].cpu(), "cuda": [s.cpu() for s in own["cuda"]]})
+        rng.set_all(streams[self.dist.rank], self.device)
         if self.dist.is_main:
             self.run.truncate_metrics(self.step)
 
     # ------------------------------------------------------------------ the loop
 
-    def train_step(self) -> tuple[torch.Tensor, dict]:
-        self.step += 1
+    def train_step(self) -> dict:
+        """One iteration k = self.step (0-based, as in the papers' algorithms); step counts it after."""
         batch = self.dataset.sample(self.batch_size).to(self.device)
         self.method.model.train()
         loss, logs = self.method.loss(batch, self.step)
@@ -117,49 +122,55 @@ class Trainer:
         self.optimizer.step()
         self.method.after_step(self.step)
         self.ema.update(self.method.model)
-        return loss.detach(), logs
+        self.step += 1
+        self.window.add(loss.detach())
+        return logs
 
     def train(self, until: int | None = None, progress: Progress | None = None, on_log: Callable | None = None) -> None:
         """Train to ``train.steps`` (or stop early at ``until``), checkpointing on the way.
 
-        Pass a ``progress`` to draw this run's bar inside a caller's display (the bench does).
+        Ctrl-C or SIGTERM stop the run after the step in progress and save it, so the checkpoint
+        is always a state between two steps and resuming continues exactly. A second Ctrl-C
+        stops at once, leaving the previous checkpoint as it was. Pass a ``progress`` to draw
+        this run's bar inside a caller's display (the bench does).
         """
         total = self.config.train.steps
         until = min(until or total, total)
         own_progress = progress is None
         progress = progress or training_progress(disable=not self.dist.is_main)
-        with progress if own_progress else nullcontext():
+        with progress if own_progress else nullcontext(), StopRequest() as stop:
             task = progress.add_task(self.config.method, total=total, completed=self.step, loss="-", speed="-")
             try:
-                self._loop(until, progress, task, on_log)
+                self._loop(until, progress, task, on_log, stop)
             except KeyboardInterrupt:
-                self.save()
                 raise TrainingInterrupted(
-                    f"interrupted at step {self.step}; continue with: genkit train --resume --out {self.run.path}"
+                    f"stopped mid-step; the last checkpoint is intact: genkit train --resume --out {self.run.path}"
                 ) from None
             finally:
                 if not own_progress:
                     progress.remove_task(task)
         self.save()
+        if stop.requested:
+            raise TrainingInterrupted(
+                f"interrupted at step {self.step}; continue with: genkit train --resume --out {self.run.path}"
+            )
 
-    def _loop(self, until: int, progress: Progress, task, on_log) -> None:
+    def _loop(self, until: int, progress: Progress, task, on_log, stop: "StopRequest") -> None:
         cfg = self.config.train
-        loss_sum, window_steps, window_start = torch.zeros((), device=self.device), 0, time.perf_counter()
         self._clock = time.perf_counter()
-        while self.step < until:
-            loss, logs = self.train_step()
-            loss_sum, window_steps = loss_sum + loss, window_steps + 1
+        while self.step < until and not stop.requested:
+            logs = self.train_step()
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                mean_loss = self.dist.mean(loss_sum / window_steps).item()  # the only device sync of a window
+                mean_loss = self.dist.mean(self.window.mean()).item()  # the only device sync of a window
                 self._charge_training_time()
-                speed = window_steps / max(time.perf_counter() - window_start, 1e-9)
+                speed = self.window.speed()
                 record = {**_plain(logs), "step": self.step, "loss": mean_loss, "elapsed_s": round(self.elapsed, 3)}
                 progress.update(task, loss=f"{mean_loss:.4g}", speed=f"{speed:.0f}")
                 if self.dist.is_main:
                     self.run.append_metrics(record)
                     if on_log:
                         on_log(record)
-                loss_sum, window_steps, window_start = torch.zeros_like(loss_sum), 0, time.perf_counter()
+                self.window.reset()
             if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
                 self._charge_training_time()
                 if self.dist.is_main:
@@ -188,6 +199,59 @@ class Trainer:
         evaluators = {name: self.registries.evaluators.get(name)(None, self.built.ctx) for name in self.dataset.evaluators}
         samples = draw_samples(self.method, self.ema.model, num, steps, seed=0)
         return score(samples, self.dataset.reference(num, seed=1), evaluators)
+
+
+class LogWindow:
+    """Losses since the last log line; checkpointed, so a resumed run logs the same averages."""
+
+    def __init__(self, device: torch.device):
+        self.loss_sum = torch.zeros((), device=device)
+        self.steps = 0
+        self.started = time.perf_counter()
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.loss_sum += loss
+        self.steps += 1
+
+    def mean(self) -> torch.Tensor:
+        return self.loss_sum / max(self.steps, 1)
+
+    def speed(self) -> float:
+        return self.steps / max(time.perf_counter() - self.started, 1e-9)
+
+    def reset(self) -> None:
+        self.loss_sum.zero_()
+        self.steps, self.started = 0, time.perf_counter()
+
+    def state_dict(self) -> dict:
+        return {"loss_sum": self.loss_sum.item(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loss_sum.fill_(state["loss_sum"])
+        self.steps, self.started = int(state["steps"]), time.perf_counter()
+
+
+class StopRequest:
+    """Turns Ctrl-C and SIGTERM into a request honoured between steps; a second Ctrl-C is immediate."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 def _plain(logs: dict) -> dict:

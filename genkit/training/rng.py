@@ -37,13 +37,13 @@ def replay(state: RNGState, device: torch.device):
         yield
 
 
-def get_all() -> dict[str, torch.Tensor | list[torch.Tensor]]:
-    """Every generator a training run draws from, for checkpoints."""
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-    return {"cpu": torch.get_rng_state(), "cuda": cuda}
+def get_all(device: torch.device) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+    """The generators this process draws from during training, for checkpoints."""
+    state = capture(device)
+    return {"cpu": state.cpu, "cuda": state.cuda}
 
 
-def set_all(states: dict) -> None:
-    torch.set_rng_state(states["cpu"])
-    if states.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+def set_all(states: dict, device: torch.device) -> None:
+    torch.set_rng_state(states["cpu"].cpu())
+    for index, cuda_state in zip(_cuda_devices(device), states.get("cuda", [])):
+        torch.cuda.set_rng_state(cuda_state.cpu(), index)
