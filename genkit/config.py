@@ -7,6 +7,7 @@ Precedence, lowest first: built-in defaults < preset < ``--config FILE`` < ``--s
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -291,6 +292,31 @@ def _check_ranges(config: Config) -> None:
         raise GenkitError(f"train.ema_rate must be in [0, 1), got {config.train.ema_rate}")
     if config.train.optimizer not in ("radam", "adam"):
         raise GenkitError(f"train.optimizer must be 'radam' or 'adam', got '{config.train.optimizer}'")
+    if len(config.train.betas) != 2 or not all(0 <= b < 1 for b in config.train.betas):
+        raise GenkitError(f"train.betas must be two numbers in [0, 1), got {config.train.betas}")
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", config.train.device):
+        raise GenkitError(f"train.device must be auto, cpu, mps, cuda or cuda:N, got '{config.train.device}'")
+    for key, value in {"train.grad_clip": config.train.grad_clip, "train.eval_every": config.train.eval_every}.items():
+        if value < 0:
+            raise GenkitError(f"{key} must not be negative, got {value}")
+    if config.train.eval_samples < 1 or config.sample.num < 1:
+        raise GenkitError("train.eval_samples and sample.num must be at least 1")
+    if config.sample.heun_levels < 2:
+        raise GenkitError(f"sample.heun_levels must be at least 2, got {config.sample.heun_levels}")
+    _check_multistep_sigmas(config.sample.multistep_sigmas, config.noise)
+
+
+def _check_multistep_sigmas(taus: list[float], noise: NoiseConfig) -> None:
+    """Multistep sampling renoises to each tau with sqrt(tau^2 - sigma_min^2): taus must lie in
+    (sigma_min, sigma_max) and descend."""
+    for tau in taus:
+        if not noise.sigma_min < tau < noise.sigma_max:
+            raise GenkitError(
+                f"sample.multistep_sigmas must lie between noise.sigma_min and noise.sigma_max "
+                f"({noise.sigma_min}, {noise.sigma_max}), got {tau}"
+            )
+    if any(later >= earlier for earlier, later in zip(taus, taus[1:])):
+        raise GenkitError(f"sample.multistep_sigmas must descend, got {taus}")
 
 
 def load_config(

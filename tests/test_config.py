@@ -100,3 +100,20 @@ def test_parse_assignment(text, expected):
 def test_parse_assignment_needs_an_equals_sign():
     with pytest.raises(GenkitError, match="key=value"):
         configuration.parse_assignment("train.steps")
+
+
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        ("train.device='gpu0'", "train.device must be auto, cpu, mps, cuda or cuda:N"),
+        ("train.betas=[0.9]", "train.betas must be two numbers"),
+        ("train.betas=[0.9, 1.5]", "train.betas must be two numbers"),
+        ("sample.multistep_sigmas=[0.001]", "must lie between noise.sigma_min and noise.sigma_max"),
+        ("sample.multistep_sigmas=[0.5, 2.0]", "must descend"),
+        ("sample.heun_levels=1", "heun_levels must be at least 2"),
+        ("train.grad_clip=-1", "grad_clip must not be negative"),
+    ],
+)
+def test_settings_that_would_fail_later_are_refused_up_front(registries, assignment, message):
+    with pytest.raises(GenkitError, match=message):
+        configuration.load_config(registries, "toy2d", assignments=[assignment])

@@ -29,6 +29,13 @@ def test_doubling_curriculum_on_cifar10_settings(step, expected):
     assert doubling(10, 1280, 400_000).num_levels(step) == expected
 
 
+def test_doubling_curriculum_when_s1_over_s0_is_not_a_power_of_two():
+    # s1 / s0 = 15: K' = floor(1000 / (log2(15) + 1)) = floor(1000 / 4.9069) = 203
+    curriculum = doubling(10, 150, 1000)
+    assert curriculum.stage_length == 203
+    assert [curriculum.num_levels(k) for k in (0, 202, 203, 406, 609, 812, 999)] == [11, 11, 21, 41, 81, 151, 151]
+
+
 def test_doubling_curriculum_stage_length_is_at_least_one_on_short_runs():
     curriculum = doubling(10, 1280, 3)  # K / 8 rounds down to 0
     assert curriculum.stage_length == 1

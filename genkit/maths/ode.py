@@ -23,11 +23,11 @@ def euler_step(denoiser: Denoiser, x: torch.Tensor, sigma_from, sigma_to) -> tor
 
 
 def heun_step(denoiser: Denoiser, x: torch.Tensor, sigma_from, sigma_to) -> torch.Tensor:
-    """Second-order (Heun) step; falls back to Euler when stepping to sigma = 0."""
+    """Second-order (Heun) step; Euler when stepping to sigma = 0 (given as a number)."""
     step = _as_column(sigma_to, x) - _as_column(sigma_from, x)
     slope = pf_ode_derivative(denoiser, x, sigma_from)
     x_euler = x + step * slope
-    if torch.all(torch.as_tensor(sigma_to) == 0):
+    if isinstance(sigma_to, (int, float)) and sigma_to == 0:  # a number: no device sync per step
         return x_euler
     slope_end = pf_ode_derivative(denoiser, x_euler, sigma_to)
     return x + step * (slope + slope_end) / 2

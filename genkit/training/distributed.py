@@ -43,8 +43,8 @@ class Distributed:
         return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
     def device(self, name: str) -> torch.device:
-        """cuda:LOCAL_RANK for every rank of a GPU run."""
-        if self.enabled and torch.cuda.is_available() and name in ("auto", "cuda"):
+        """cuda:LOCAL_RANK for every rank of a GPU run (a cuda:N of the config means a single process)."""
+        if self.enabled and torch.cuda.is_available() and (name == "auto" or name.startswith("cuda")):
             torch.cuda.set_device(self.local_rank)
             return torch.device("cuda", self.local_rank)
         return pick_device(name)

@@ -62,8 +62,8 @@ class DoublingCurriculum:
     def __init__(self, options: "DoublingCurriculum.Config", ctx):
         _check_s0_s1(options.s0, options.s1, ctx.total_steps)
         self.s0, self.s1 = options.s0, options.s1
-        doublings = math.floor(math.log2(options.s1 // options.s0)) + 1
-        self.stage_length = max(ctx.total_steps // doublings, 1)  # K' >= 1 on short runs
+        stages = math.log2(options.s1 // options.s0) + 1  # not rounded: the spec floors only K'
+        self.stage_length = max(math.floor(ctx.total_steps / stages), 1)  # K' >= 1 on short runs
 
     def num_levels(self, step: int) -> int:
         return min(self.s0 * 2 ** (step // self.stage_length), self.s1) + 1
