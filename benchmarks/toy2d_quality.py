@@ -15,7 +15,7 @@ import time
 
 from genkit import config as configuration
 from genkit import plugins
-from genkit.evaluation import draw_samples, score
+from genkit.evaluation import data_floor, dataset_evaluators, draw_samples, reference_data, score
 from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder
 
@@ -39,9 +39,9 @@ def main() -> None:
     print(f"{args.method} on {config.data.name}: {config.train.steps} steps, batch {config.train.batch_size}")
     print(f"training time {trainer.elapsed:.1f} s ({config.train.steps / trainer.elapsed:.0f} steps/s), wall {wall:.1f} s")
 
-    evaluators = {name: registries.evaluators.get(name)(None, trainer.built.ctx) for name in trainer.dataset.evaluators}
-    reference = trainer.dataset.reference(args.samples, seed=1)
-    floor = score(trainer.dataset.reference(args.samples, seed=2), reference, evaluators)
+    evaluators = dataset_evaluators(trainer.dataset, registries, trainer.built.ctx)
+    reference = reference_data(trainer.dataset, args.samples)
+    floor = data_floor(trainer.dataset, evaluators, args.samples)
     print(f"{args.samples} samples vs {args.samples} held-out points")
     print(f"{'sampling':>10} " + " ".join(f"{name:>22}" for name in evaluators))
     print(f"{'floor':>10} " + " ".join(f"{floor[name]:>22.4f}" for name in evaluators))

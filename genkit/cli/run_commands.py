@@ -15,7 +15,7 @@ from genkit import plugins
 from genkit.build import load_trained
 from genkit.cli.errors import console, handles_user_errors
 from genkit.errors import GenkitError
-from genkit.evaluation import draw_samples, score
+from genkit.evaluation import data_floor, dataset_evaluators, draw_samples, reference_data, score
 from genkit.pictures import save_samples_picture
 from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder, new_run_path
@@ -88,7 +88,7 @@ def sample(
     out = out or Path(run) / "samples" / f"{steps}step-seed{seed}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, samples=samples.numpy(), steps=steps, seed=seed, evaluations=method.sampling_evaluations(steps))
-    reference = dataset.reference(num, seed=1)
+    reference = reference_data(dataset, num)
     picture = save_samples_picture(
         samples, out.with_suffix(".png"), f"{trained.built.config.method}, {steps} step(s), step {trained.step}",
         reference=reference if samples.ndim == 2 else None,
@@ -99,9 +99,9 @@ def sample(
 
 
 def _print_scores(samples, reference, dataset, ctx, registries, num) -> None:
-    evaluators = {name: registries.evaluators.get(name)(None, ctx) for name in dataset.evaluators}
+    evaluators = dataset_evaluators(dataset, registries, ctx)
     model_scores = score(samples, reference, evaluators)
-    floor = score(dataset.reference(num, seed=2), reference, evaluators)
+    floor = data_floor(dataset, evaluators, num)
     table = Table(title=f"{num} samples vs {num} held-out data points")
     for column in ("metric", "samples vs data", "data vs data (floor)", "ratio"):
         table.add_column(column)

@@ -1,6 +1,25 @@
 """Sample-quality distances (pure functions) and the helper that samples and scores a model."""
 
 from genkit.evaluation.distances import frechet_distance, gaussian_stats, sliced_wasserstein
-from genkit.evaluation.scoring import draw_samples, score
+from genkit.evaluation.scoring import (
+    FLOOR_SEED,
+    REFERENCE_SEED,
+    data_floor,
+    dataset_evaluators,
+    draw_samples,
+    reference_data,
+    score,
+)
 
-__all__ = ["draw_samples", "frechet_distance", "gaussian_stats", "score", "sliced_wasserstein"]
+__all__ = [
+    "FLOOR_SEED",
+    "REFERENCE_SEED",
+    "data_floor",
+    "dataset_evaluators",
+    "draw_samples",
+    "frechet_distance",
+    "gaussian_stats",
+    "reference_data",
+    "score",
+    "sliced_wasserstein",
+]

@@ -6,6 +6,9 @@ import torch
 
 from genkit.maths import PerSampleNoise
 
+REFERENCE_SEED = 1  # the held-out data every score compares against
+FLOOR_SEED = 2  # a second held-out draw: data vs data is the floor a perfect model would reach
+
 
 @torch.no_grad()
 def draw_samples(method, model, num: int, steps: int | None, seed: int = 0, batch_size: int = 4096, device=None):
@@ -22,3 +25,17 @@ def draw_samples(method, model, num: int, steps: int | None, seed: int = 0, batc
 def score(samples: torch.Tensor, reference: torch.Tensor, evaluators: dict) -> dict[str, float]:
     """Every evaluator's distance between samples and reference."""
     return {name: float(evaluate(samples, reference)) for name, evaluate in evaluators.items()}
+
+
+def dataset_evaluators(dataset, registries, ctx) -> dict:
+    """The registered evaluators the dataset names, built for this run."""
+    return {name: registries.evaluators.get(name)(None, ctx) for name in dataset.evaluators}
+
+
+def reference_data(dataset, num: int) -> torch.Tensor:
+    return dataset.reference(num, seed=REFERENCE_SEED)
+
+
+def data_floor(dataset, evaluators: dict, num: int) -> dict[str, float]:
+    """Held-out data scored against the reference: what a perfect model scores at ``num`` points."""
+    return score(dataset.reference(num, seed=FLOOR_SEED), reference_data(dataset, num), evaluators)

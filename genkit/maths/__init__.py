@@ -4,6 +4,7 @@ from genkit.maths.karras import karras_sigmas
 from genkit.maths.noise import PerSampleNoise
 from genkit.maths.ode import euler_step, heun_step, pf_ode_derivative
 from genkit.maths.precond import (
+    as_column,
     ConsistencyFunction,
     EDMDenoiser,
     consistency_scalings,
@@ -12,6 +13,7 @@ from genkit.maths.precond import (
 from genkit.maths.sampling import consistency_sample, heun_sample
 
 __all__ = [
+    "as_column",
     "ConsistencyFunction",
     "EDMDenoiser",
     "PerSampleNoise",

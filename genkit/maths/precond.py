@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 
-def _as_column(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
-    """Broadcast a scalar or per-sample sigma against a batch x of any rank."""
+def as_column(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """Broadcast a scalar or per-sample sigma (shape (batch,)) against a batch x of any rank."""
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
     if sigma.ndim == 0:
         sigma = sigma.expand(x.shape[0])
@@ -45,7 +45,7 @@ class _Preconditioned(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        sigma = _as_column(sigma, x)
+        sigma = as_column(sigma, x)
         c_skip, c_out, c_in, c_noise = self.scalings(sigma)
         return c_skip * x + c_out * self.net(c_in * x, c_noise.flatten())
 

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from genkit.components import BuildContext, Curriculum, Method, NoiseSchedule, Teacher
-from genkit.maths import ConsistencyFunction, PerSampleNoise, consistency_sample, karras_sigmas
+from genkit.maths import ConsistencyFunction, PerSampleNoise, as_column, consistency_sample, karras_sigmas
 from genkit.training import rng
+from genkit.training.ema import ema_update
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -72,10 +73,10 @@ class ConsistencyTraining(Method):
 
     def loss(self, x: torch.Tensor, step: int):
         sigmas = self.sigmas(step, x.device)
-        index = draw_indices(self.noise_schedule.index_probabilities(sigmas), x.shape[0]).to(x.device)
+        index = draw_indices(self.noise_schedule.index_probabilities(sigmas), x.shape[0])
         sigma_hi, sigma_lo = sigmas[index + 1].to(x.dtype), sigmas[index].to(x.dtype)
         z = torch.randn_like(x)
-        x_hi = x + _column(sigma_hi, x) * z
+        x_hi = x + as_column(sigma_hi, x) * z
 
         dropout_state = rng.capture(x.device)
         prediction = self.model(x_hi, sigma_hi)
@@ -89,15 +90,10 @@ class ConsistencyTraining(Method):
         loss = (self.weighting(sigma_hi, sigma_lo) * distance).mean()
         return loss, {"num_levels": len(sigmas), "distance": distance.mean().detach()}
 
-    @torch.no_grad()
     def after_step(self, step: int) -> None:
         if self.target is None:
             return
-        mu = self.target_rate(step)
-        for target, online in zip(self.target.parameters(), self.model.parameters()):
-            target.lerp_(online, 1 - mu)
-        for target, online in zip(self.target.buffers(), self.model.buffers()):
-            target.copy_(online)
+        ema_update(self.target, self.model, self.target_rate(step))
 
     def multistep_sigmas(self, steps: int) -> list[float]:
         taus = list(self.sample_config.multistep_sigmas)
@@ -109,7 +105,7 @@ class ConsistencyTraining(Method):
         return taus[: steps - 1]
 
     def sample(self, model, noise: PerSampleNoise, steps: int | None) -> torch.Tensor:
-        steps = steps or 1
+        steps = steps or self.default_sampling_steps()
         return consistency_sample(
             model,
             noise,
@@ -121,12 +117,8 @@ class ConsistencyTraining(Method):
         )
 
     def sampling_evaluations(self, steps: int | None) -> int:
-        return steps or 1
+        return steps or self.default_sampling_steps()
 
     def training_evaluations(self) -> dict[str, int]:
         # student pass with gradient + target pass without; the teacher adds its own.
         return {"student": 2, "teacher": self.teacher.evaluations_per_sample}
-
-
-def _column(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return values.reshape(-1, *([1] * (x.ndim - 1)))

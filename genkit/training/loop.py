@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from genkit.build import build
 from genkit.config import Config
 from genkit.errors import GenkitError
-from genkit.evaluation import draw_samples, score
+from genkit.evaluation import dataset_evaluators, draw_samples, reference_data, score
 from genkit.training import checkpoint, rng
 from genkit.training.distributed import Distributed
 from genkit.training.ema import EMA
@@ -196,9 +196,9 @@ class Trainer:
 
     def evaluate(self, num: int, steps: int | None = None) -> dict[str, float]:
         """Score the EMA model's samples against held-out data with the dataset's evaluators."""
-        evaluators = {name: self.registries.evaluators.get(name)(None, self.built.ctx) for name in self.dataset.evaluators}
+        evaluators = dataset_evaluators(self.dataset, self.registries, self.built.ctx)
         samples = draw_samples(self.method, self.ema.model, num, steps, seed=0)
-        return score(samples, self.dataset.reference(num, seed=1), evaluators)
+        return score(samples, reference_data(self.dataset, num), evaluators)
 
 
 class LogWindow:

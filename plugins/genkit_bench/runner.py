@@ -28,7 +28,7 @@ import genkit
 from genkit import config as configuration
 from genkit.build import load_trained
 from genkit.errors import GenkitError
-from genkit.evaluation import draw_samples, score
+from genkit.evaluation import REFERENCE_SEED, data_floor, dataset_evaluators, draw_samples, reference_data, score
 from genkit.pictures import save_samples_picture
 from genkit.training.loop import Trainer, TrainingInterrupted
 from genkit.training.run import RunFolder
@@ -38,8 +38,6 @@ from genkit_bench.stats import Comparison, summarize, verdict_sentence
 
 EVAL_FILE = "bench-eval.json"
 WALL_FILE = "wall-time.json"  # wall-clock seconds of every invocation on this output folder
-REFERENCE_SEED = 1  # held-out data the samples are scored against (the Trainer's evaluations use it too)
-FLOOR_SEED = 2  # a second held-out draw: data vs data gives the floor a perfect model would reach
 
 
 @dataclass
@@ -176,8 +174,7 @@ def train_run(item: PlannedRun, registries, progress=None, on_step: Callable[[in
         if differences:  # only the teacher folder moved (the output folder was renamed)
             folder.write_config(config)
         trainer = Trainer(config, folder, registries, resume=True)
-    else:
-        folder.metrics_path.unlink(missing_ok=True)  # a log from before the first checkpoint
+    else:  # the Trainer clears a log left from before a first checkpoint
         trainer = Trainer(config, folder, registries, resume=False)
     if trainer.step < config.train.steps:
         callback = (lambda record: on_step(record["step"])) if on_step else None
@@ -205,15 +202,7 @@ def _eval_settings(spec: BenchSpec, item: PlannedRun, step: int, steps_list: lis
 
 
 def evaluators_of(trained, registries) -> dict[str, Any]:
-    dataset = trained.built.dataset
-    return {name: registries.evaluators.get(name)(None, trained.built.ctx) for name in dataset.evaluators}
-
-
-def data_floor(trained, registries, num: int) -> dict[str, float]:
-    """Held-out data against held-out data at ``num`` points: what a perfect model would score."""
-    dataset = trained.built.dataset
-    reference = dataset.reference(num, seed=REFERENCE_SEED)
-    return score(dataset.reference(num, seed=FLOOR_SEED), reference, evaluators_of(trained, registries))
+    return dataset_evaluators(trained.built.dataset, registries, trained.built.ctx)
 
 
 def score_run(spec: BenchSpec, item: PlannedRun, trained, registries, out: Path) -> list[dict]:
@@ -230,7 +219,7 @@ def score_run(spec: BenchSpec, item: PlannedRun, trained, registries, out: Path)
         if cached.get("settings") == settings and pictures_there:
             return cached["scores"]
     evaluators = evaluators_of(trained, registries)
-    reference = dataset.reference(spec.eval_samples, seed=REFERENCE_SEED)
+    reference = reference_data(dataset, spec.eval_samples)
     scores = []
     for steps in steps_list:
         samples = draw_samples(method, trained.model, spec.eval_samples, steps, seed=item.seed)
@@ -389,8 +378,9 @@ def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, An
         result = result_of(item, step, elapsed, dict(trained.built.method.training_evaluations()), teacher)
         result.scores = score_run(spec, item, trained, registries, out)
         if not floor:
-            floor = data_floor(trained, registries, spec.eval_samples)
-            curve_floor = data_floor(trained, registries, spec.curve_samples) if spec.curve_every else {}
+            evaluators = evaluators_of(trained, registries)
+            floor = data_floor(trained.built.dataset, evaluators, spec.eval_samples)
+            curve_floor = data_floor(trained.built.dataset, evaluators, spec.curve_samples) if spec.curve_every else {}
         result.curve = curve_of(item)
         results[item.key] = result
 

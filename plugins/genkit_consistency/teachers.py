@@ -1,10 +1,6 @@
 """Teachers give the target point x_hat_n on the trajectory through x_{n+1}."""
 
-import torch
-
-
-def column(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return values.reshape(-1, *([1] * (like.ndim - 1)))
+from genkit.maths import as_column
 
 
 class DataTeacher:
@@ -16,4 +12,4 @@ class DataTeacher:
         pass
 
     def target_point(self, x, z, x_hi, sigma_hi, sigma_lo):
-        return x + column(sigma_lo, x) * z
+        return x + as_column(sigma_lo, x) * z

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from genkit.maths import karras_sigmas
+from genkit.maths import as_column, karras_sigmas
 
 
 def edm_loss_weight(sigma: torch.Tensor, sigma_data: float = 0.5) -> torch.Tensor:
@@ -19,7 +19,7 @@ def lognormal_sigmas(n: int, p_mean: float = -1.2, p_std: float = 1.2, device=No
 
 def edm_loss(denoiser, x: torch.Tensor, sigma: torch.Tensor, sigma_data: float = 0.5) -> torch.Tensor:
     """Per sample: lambda(sigma) ||D(x + sigma n, sigma) - x||^2 with n ~ N(0, I)."""
-    noisy = x + sigma.reshape(-1, *([1] * (x.ndim - 1))) * torch.randn_like(x)
+    noisy = x + as_column(sigma, x) * torch.randn_like(x)
     error = (denoiser(noisy, sigma) - x).flatten(1).pow(2).sum(dim=1)
     return edm_loss_weight(sigma, sigma_data) * error
 
