@@ -164,3 +164,16 @@ def test_ict_gradient_flows_only_through_the_student(tiny_config, registries):
     (((((student - teacher) ** 2).sum(1) + c**2).sqrt() - c) / (hi - lo)).mean().backward()
     for got, expected in zip(grads, (p.grad for p in method.model.parameters())):
         torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_shared_dropout_masks_on_cuda(tiny_config, registries):
+    # dropout on the GPU draws from the CUDA generator: the replay must restore that one too
+    built = build(tiny_config("ict", extra=["train.device='cuda'"]), registries)
+    method = built.method
+    method.model.net = DropoutRecorder().cuda()
+    method.model.train()
+    method.loss(torch.randn(16, 2, device="cuda"), step=0)
+    student_mask, teacher_mask = method.model.net.masks
+    assert student_mask.is_cuda and torch.equal(student_mask, teacher_mask)
