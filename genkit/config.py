@@ -245,20 +245,27 @@ def parse_options(factory: Any, options: dict[str, Any], layers: Layers, prefix:
     return parse_dataclass(options_cls, options, layers, prefix)
 
 
-def resolve(layers: Layers, registries) -> Config:
-    """Validate merged layers into a Config, filling every component's defaults."""
-    raw = dict(layers.data)
+def parse_plain_sections(layers: Layers) -> Config:
+    """A Config with the top level and the sections that need no registry (noise, train, sample)
+    validated; the components (data, network, methods) still at their defaults."""
+    raw = layers.data
     config_fields = {f.name for f in dataclasses.fields(Config)}
     for key in raw:
         if key not in config_fields:
             raise GenkitError(
                 f"unknown key '{key}' ({layers.source_of(key)}); known keys: {', '.join(sorted(config_fields))}"
             )
-    plain = {k: raw[k] for k in ("seed", "method") if k in raw}
-    config = parse_dataclass(Config, plain, layers, "")
+    config = parse_dataclass(Config, {k: raw[k] for k in ("seed", "method") if k in raw}, layers, "")
     config.noise = parse_dataclass(NoiseConfig, raw.get("noise", {}), layers, "noise")
     config.train = parse_dataclass(TrainConfig, raw.get("train", {}), layers, "train")
     config.sample = parse_dataclass(SampleConfig, raw.get("sample", {}), layers, "sample")
+    return config
+
+
+def resolve(layers: Layers, registries) -> Config:
+    """Validate merged layers into a Config, filling every component's defaults."""
+    raw = layers.data
+    config = parse_plain_sections(layers)
     config.data = parse_component(registries.datasets, raw.get("data", "checkerboard"), layers, "data")
     config.network = parse_component(registries.networks, raw.get("network", "mlp"), layers, "network")
     registries.methods.get(config.method)  # an unknown method fails here, with suggestions

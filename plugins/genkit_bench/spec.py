@@ -237,14 +237,11 @@ def validate_partially(layers: configuration.Layers, registries) -> dict[str, An
     Sections whose component is registered are checked exactly as ``genkit train`` would;
     a missing component's options are shown unvalidated.
     """
-    raw = dict(layers.data)
-    config_fields = {f.name for f in dataclasses.fields(configuration.Config)}
-    for key in raw:
-        if key not in config_fields:
-            raise GenkitError(f"unknown key '{key}' ({layers.source_of(key)}); known keys: {', '.join(sorted(config_fields))}")
+    raw = layers.data
+    plain = configuration.parse_plain_sections(layers)
     view: dict[str, Any] = {k: raw[k] for k in ("seed", "method") if k in raw}
-    for key, cls in (("noise", configuration.NoiseConfig), ("train", configuration.TrainConfig), ("sample", configuration.SampleConfig)):
-        view[key] = dataclasses.asdict(configuration.parse_dataclass(cls, raw.get(key, {}), layers, key))
+    for key in ("noise", "train", "sample"):
+        view[key] = dataclasses.asdict(getattr(plain, key))
     for key, registry in (("data", registries.datasets), ("network", registries.networks)):
         value = raw.get(key, {})
         value = {"name": value} if isinstance(value, str) else dict(value)

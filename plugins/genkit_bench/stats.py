@@ -114,9 +114,8 @@ def _steps_phrase(steps: int) -> str:
 def _clause(comparison: Comparison, num_seeds: int) -> str:
     a, b = comparison.a, comparison.b
     at = f"at {_steps_phrase(comparison.steps)}"
-    numbers = f"{format_number(comparison.a_score.mean)} vs {format_number(comparison.b_score.mean)}"
     if comparison.winner is None:
-        return f"{at} {a} and {b} tie ({numbers})"
+        return f"{at} {a} and {b} tie ({format_number(comparison.a_score.mean)} vs {format_number(comparison.b_score.mean)})"
     winner = comparison.winner
     loser, scores = (b, (comparison.a_score, comparison.b_score)) if winner == a else (a, (comparison.b_score, comparison.a_score))
     clause = f"{at} {winner} beats {loser} ({format_number(scores[0].mean)} vs {format_number(scores[1].mean)})"
