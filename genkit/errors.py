@@ -3,3 +3,7 @@
 
 class GenkitError(Exception):
     """A mistake in what the user asked for (config, flag, path, plugin name)."""
+
+
+class TrainingInterrupted(GenkitError):
+    """Raised after a clean stop (Ctrl-C, SIGTERM): the last checkpoint holds everything."""

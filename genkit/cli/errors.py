@@ -8,7 +8,7 @@ import warnings
 import typer
 from rich.console import Console
 
-from genkit.errors import GenkitError
+from genkit.errors import GenkitError, TrainingInterrupted
 from genkit.plugins import PluginWarning
 
 console = Console()
@@ -26,7 +26,7 @@ def handles_user_errors(command):
             return command(*args, **kwargs)
         except GenkitError as error:
             error_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-            code = INTERRUPTED_EXIT_CODE if type(error).__name__ == "TrainingInterrupted" else 1
+            code = INTERRUPTED_EXIT_CODE if isinstance(error, TrainingInterrupted) else 1
             raise typer.Exit(code) from None
 
     return wrapper

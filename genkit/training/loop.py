@@ -14,16 +14,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from genkit.build import build
 from genkit.config import Config
-from genkit.errors import GenkitError
+from genkit.errors import GenkitError, TrainingInterrupted  # noqa: F401  (re-exported)
 from genkit.evaluation import dataset_evaluators, draw_samples, reference_data, score
 from genkit.training import checkpoint, rng
 from genkit.training.distributed import Distributed
 from genkit.training.ema import EMA
 from genkit.training.run import RunFolder
-
-
-class TrainingInterrupted(GenkitError):
-    """Raised after a clean stop (Ctrl-C, SIGTERM): the last checkpoint holds everything."""
 
 
 def make_optimizer(config: Config, parameters) -> torch.optim.Optimizer:
