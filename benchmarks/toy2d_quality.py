@@ -15,7 +15,7 @@ import time
 
 from genkit import config as configuration
 from genkit import plugins
-from genkit.evaluation import data_floor, dataset_evaluators, draw_samples, reference_data, score
+from genkit.evaluation import build_evaluators, data_floor, draw_samples, reference_data, score
 from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder
 
@@ -39,7 +39,7 @@ def main() -> None:
     print(f"{args.method} on {config.data.name}: {config.train.steps} steps, batch {config.train.batch_size}")
     print(f"training time {trainer.elapsed:.1f} s ({config.train.steps / trainer.elapsed:.0f} steps/s), wall {wall:.1f} s")
 
-    evaluators = dataset_evaluators(trainer.dataset, registries, trainer.built.ctx)
+    evaluators = build_evaluators(trainer.built)
     reference = reference_data(trainer.dataset, args.samples)
     floor = data_floor(trainer.dataset, evaluators, args.samples)
     print(f"{args.samples} samples vs {args.samples} held-out points")

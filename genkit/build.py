@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from genkit.components import BuildContext, Dataset, Method
-from genkit.config import Config
+from genkit.config import TRAINING_ONLY, Config
 from genkit.errors import GenkitError
 
 
@@ -31,8 +31,11 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def build(config: Config, registries, device: torch.device | None = None, training: bool = True) -> Built:
-    """Dataset first (it fixes the sample shape), then the network, then the method around it."""
+def build(config: Config, registries, device: torch.device | None = None) -> Built:
+    """Dataset first (it fixes the sample shape), then the network, then the method around it.
+
+    Parts only training needs (loss, teacher...) are built later by ``method.prepare_training()``.
+    """
     device = device or pick_device(config.train.device)
     ctx = BuildContext(
         registries=registries,
@@ -41,12 +44,11 @@ def build(config: Config, registries, device: torch.device | None = None, traini
         total_steps=config.train.steps,
         device=device,
         network=config.network,
-        training=training,
     )
-    dataset = registries.datasets.get(config.data.name)(config.data.options, ctx)
+    dataset = registries.datasets.build(config.data, ctx)
     ctx.data_shape = tuple(dataset.shape)
     ctx.clamp = dataset.clamp
-    network = registries.networks.get(config.network.name)(config.network.options, ctx)
+    network = registries.networks.build(config.network, ctx)
     method = registries.methods.get(config.method)(config.method_options, ctx, network)
     return Built(config, ctx, dataset, method.to(device))
 
@@ -62,16 +64,20 @@ class TrainedModel:
 
 
 def load_trained(run_path, registries, device: torch.device | None = None) -> TrainedModel:
-    """Rebuild a run from its folder (config.toml + checkpoint.pt) with the EMA weights loaded."""
+    """Rebuild a run from its folder (config.toml + checkpoint.pt) with the EMA weights loaded.
+
+    Only the plugins of its dataset, network and method need be installed: the parts only
+    training used (a plugin loss, say) are read without being built.
+    """
     import copy
 
     from genkit.training import checkpoint
     from genkit.training.run import RunFolder
 
     run = RunFolder(run_path)
-    config = run.read_config(registries)
+    config = run.read_config(registries, lenient=TRAINING_ONLY | {"evaluators"})
     device = device or pick_device("auto")
-    built = build(config, registries, device, training=False)
+    built = build(config, registries, device)
     state = checkpoint.load(run.checkpoint_path, map_location=device)
     model = copy.deepcopy(built.method.model).eval().requires_grad_(False)
     try:

@@ -24,7 +24,6 @@ class BuildContext:
     data_shape: tuple[int, ...] = ()
     clamp: tuple[float, float] | None = None  # range of the data, for clamping samples
     network: Any = None  # the run's network Component (name and options)
-    training: bool = True  # False when a finished run is rebuilt only to sample or evaluate it
     device: torch.device = torch.device("cpu")
 
 
@@ -51,10 +50,20 @@ class NoiseSchedule(Protocol):
 
 
 class Teacher(Protocol):
-    evaluations_per_sample: int  # teacher network evaluations per training sample
+    """Where the consistency target point comes from. Built only for training (a finished run
+    samples without it), so a teacher may load heavy things in its constructor."""
+
+    evaluations_per_sample: int  # class attribute: teacher network evaluations per training sample
 
     def target_point(self, x, z, x_hi, sigma_hi, sigma_lo) -> torch.Tensor:
         """x_hat at sigma_lo on the trajectory through x_hi (no gradient flows through it)."""
+
+
+class TrainedTeacher(Teacher, Protocol):
+    """A teacher backed by a trained run, whose weights a student may start from (CD does)."""
+
+    network: nn.Module  # the raw network F of the teacher (inside its preconditioning)
+    network_config: Any  # its network Component (name and options), to check the student's
 
 
 class Evaluator(Protocol):
@@ -72,6 +81,12 @@ class Method(nn.Module):
 
     Config: Any = None
     model: nn.Module
+    # the option `--teacher RUN` sets, dotted below methods.NAME (e.g. "teacher.run"); None: no teacher
+    teacher_run_key: str | None = None
+
+    def prepare_training(self) -> None:
+        """Build what only training needs (loss, teacher, ...); called by the Trainer before the
+        first step and before a checkpoint is restored, never when a run is rebuilt to sample."""
 
     def loss(self, x: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         """The loss of iteration k = ``step``, counted from 0 as in the papers' algorithms."""

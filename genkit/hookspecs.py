@@ -51,5 +51,15 @@ def register_evaluators(register):
 
 
 @hookspec
+def register_optimizers(register):
+    """Optimizers: ``factory(options, ctx)(parameters, lr) -> torch.optim.Optimizer``."""
+
+
+@hookspec
+def register_lr_schedules(register):
+    """Learning-rate schedules: ``schedule.factor(step)`` multiplies ``train.lr`` at step k."""
+
+
+@hookspec
 def register_commands(cli):
     """Add Typer commands to the ``genkit`` command-line app ``cli``."""

@@ -18,6 +18,8 @@ SINGULAR = {
     "methods": "method",
     "datasets": "dataset",
     "evaluators": "evaluator",
+    "optimizers": "optimizer",
+    "lr_schedules": "learning-rate schedule",
 }
 KINDS = tuple(SINGULAR)
 
@@ -52,11 +54,13 @@ class Registry:
     def get(self, name: str) -> Callable[..., Any]:
         return self.entry(name).factory
 
-    def create(self, name: str, ctx: Any = None, **options: Any) -> Any:
-        """Build component ``name`` with its default options, overriding the ones given."""
-        factory = self.get(name)
-        options_cls = getattr(factory, "Config", None)
-        return factory(options_cls(**options) if options_cls else None, ctx)
+    def build(self, component: Any, ctx: Any = None) -> Any:
+        """Build a ``Component`` (name and options, as config holds it) or a bare name with defaults."""
+        from genkit.schema import Component, build
+
+        if isinstance(component, str):
+            component = Component(component)
+        return build(self, component, ctx)
 
     def _unknown_message(self, name: str) -> str:
         known = sorted(self._entries)

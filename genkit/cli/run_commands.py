@@ -15,7 +15,7 @@ from genkit import plugins
 from genkit.build import load_trained
 from genkit.cli.errors import console, handles_user_errors
 from genkit.errors import GenkitError
-from genkit.evaluation import data_floor, dataset_evaluators, draw_samples, reference_data, score
+from genkit.evaluation import build_evaluators, data_floor, draw_samples, reference_data, score
 from genkit.pictures import save_samples_picture
 from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder, new_run_path
@@ -32,25 +32,27 @@ def train(
     assignments: Annotated[list[str], typer.Option("--set", help="Override a key: --set train.lr=3e-4 (repeatable).")] = [],
     seed: Annotated[Optional[int], typer.Option(help="Random seed (overrides seed).")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (overrides train.device).")] = None,
-    teacher: Annotated[Optional[Path], typer.Option(help="EDM run folder that CD distils (sets methods.cd.teacher).")] = None,
+    teacher: Annotated[Optional[Path], typer.Option(help="Run folder of the teacher, for methods that take one (cd: an edm run).")] = None,
 ) -> None:
     """Train a model; Ctrl-C saves a checkpoint that --resume continues exactly."""
     registries = plugins.registries()
     if resume:
         if out is None:
             raise GenkitError("--resume needs --out RUN_FOLDER")
-        if method or steps or config_file or assignments or teacher or seed is not None:
-            raise GenkitError("--resume continues a run with its saved config; drop the other options")
+        if method or config_file or assignments or teacher or seed is not None:
+            raise GenkitError("--resume continues a run with its saved config; drop the other options (--steps N extends it)")
         run = RunFolder(out)
         config = run.read_config(registries)
         if not run.has_checkpoint():
             raise GenkitError(f"nothing to resume in {out}: it has no checkpoint yet")
+        if steps is not None:
+            config = extended(config, steps)
     else:
         flags = {"method": method, "train.steps": steps, "seed": seed, "train.device": device}
-        flags["methods.cd.teacher"] = str(teacher) if teacher is not None else None
-        config = configuration.load_config(registries, preset, config_file, assignments, flags)
-        if teacher is not None and config.method != "cd":
-            raise GenkitError(f"--teacher is for --method cd; this run's method is '{config.method}'")
+        layers = configuration.config_layers(preset, config_file, assignments, flags)
+        if teacher is not None:
+            layers.add(configuration.nest(teacher_key(layers, registries), str(teacher)), "--teacher")
+        config = configuration.resolve(layers, registries)
         if out is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise GenkitError("under torchrun, name the run folder with --out so every process uses the same one")
         out = out or new_run_path(Path("runs") / f"{config.method}-{Path(preset).stem}")
@@ -62,6 +64,26 @@ def train(
     say(f"[bold]{config.method}[/] on {config.data.name}, {config.train.steps} steps, run folder [cyan]{out}[/]")
     trainer.train()
     say(f"done: step {trainer.step}, {trainer.elapsed:.1f} s of training. Sample with: [bold]genkit sample {out}[/]")
+
+
+def teacher_key(layers: configuration.Layers, registries) -> str:
+    """The dotted key ``--teacher`` sets: the one the chosen method declares."""
+    name = layers.data.get("method")
+    if not isinstance(name, str) or not name:
+        raise GenkitError("--teacher needs a method: pass --method")
+    key = getattr(registries.methods.get(name), "teacher_run_key", None)
+    if not key:
+        raise GenkitError(f"--teacher: method '{name}' takes no teacher run")
+    return f"methods.{name}.{key}"
+
+
+def extended(config: configuration.Config, steps: int) -> configuration.Config:
+    """The run's config with train.steps = ``steps``. The curriculum's horizon K becomes the new
+    number of steps, so N(k) of the steps still to come follows the new K (a new schedule)."""
+    if steps < 1:
+        raise GenkitError(f"--steps must be positive, got {steps}")
+    config.train.steps = steps
+    return config
 
 
 @handles_user_errors
@@ -94,12 +116,15 @@ def sample(
         reference=reference if samples.ndim == 2 else None,
     )
     console.print(f"wrote {num} samples to [cyan]{out}[/] and a picture to [cyan]{picture}[/]")
-    if evaluate and dataset.evaluators:
-        _print_scores(samples, reference, dataset, trained.built.ctx, registries, num)
+    if evaluate:
+        _print_scores(samples, reference, trained.built, num)
 
 
-def _print_scores(samples, reference, dataset, ctx, registries, num) -> None:
-    evaluators = dataset_evaluators(dataset, registries, ctx)
+def _print_scores(samples, reference, built, num) -> None:
+    evaluators = build_evaluators(built)
+    if not evaluators:
+        return
+    dataset = built.dataset
     model_scores = score(samples, reference, evaluators)
     floor = data_floor(dataset, evaluators, num)
     table = Table(title=f"{num} samples vs {num} held-out data points")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from genkit.errors import GenkitError
 from genkit.maths import PerSampleNoise
+from genkit.schema import Component
 
 REFERENCE_SEED = 1  # the held-out data every score compares against
 FLOOR_SEED = 2  # a second held-out draw: data vs data is the floor a perfect model would reach
@@ -27,9 +29,15 @@ def score(samples: torch.Tensor, reference: torch.Tensor, evaluators: dict) -> d
     return {name: float(evaluate(samples, reference)) for name, evaluate in evaluators.items()}
 
 
-def dataset_evaluators(dataset, registries, ctx) -> dict:
-    """The registered evaluators the dataset names, built for this run."""
-    return {name: registries.evaluators.get(name)(None, ctx) for name in dataset.evaluators}
+def build_evaluators(built) -> dict:
+    """The evaluators ``eval.metrics`` chooses (with their options), else the ones the dataset
+    suggests, built for the run ``built`` (a genkit.build.Built)."""
+    chosen = built.config.eval.metrics or [Component(name) for name in built.dataset.evaluators]
+    names = [component.name for component in chosen]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise GenkitError(f"eval.metrics names evaluator '{repeated[0]}' twice; scores are keyed by name")
+    return {c.name: built.ctx.registries.evaluators.build(c, built.ctx) for c in chosen}
 
 
 def reference_data(dataset, num: int) -> torch.Tensor:

@@ -10,7 +10,7 @@ follows the student with EMA rate mu(k) (mu = 0: the student itself under stop-g
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 from torch import nn
@@ -33,6 +33,7 @@ def inverse_gap_weighting(sigma_hi: torch.Tensor, sigma_lo: torch.Tensor) -> tor
 
 
 WEIGHTINGS = {"uniform": uniform_weighting, "inverse-gap": inverse_gap_weighting}
+Weighting = Literal["uniform", "inverse-gap"]
 
 
 def draw_indices(probabilities: torch.Tensor, n: int) -> torch.Tensor:
@@ -41,30 +42,40 @@ def draw_indices(probabilities: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class ConsistencyTraining(Method):
-    def __init__(
-        self,
-        network: nn.Module,
-        ctx: BuildContext,
-        curriculum: Curriculum,
-        noise_schedule: NoiseSchedule,
-        teacher: Teacher,
-        metric: Metric,
-        weighting: str = "uniform",
-        target_rate: Callable[[int], float] | None = None,  # step -> mu; None means mu = 0
-    ):
+    """The shared loss around registered parts named by the options: ``curriculum``,
+    ``index_schedule``, ``teacher`` and ``loss`` (Components) and ``weighting``.
+
+    The parts are built by ``prepare_training``, so a finished run samples without them (and
+    without their plugins). A target network exists when ``has_target``; its rate mu(k) comes
+    from ``target_rate``, which subclasses with an EMA target override.
+    """
+
+    def __init__(self, options, ctx: BuildContext, network: nn.Module, has_target: bool = False):
         super().__init__()
+        self.options = options
+        self.ctx = ctx
         self.noise = ctx.noise
         self.sample_config = ctx.sample
         self.clamp = ctx.clamp
         self.data_shape = tuple(ctx.data_shape)
         self.model = ConsistencyFunction(network, ctx.noise.sigma_min, ctx.noise.sigma_data)
-        self.target = None if target_rate is None else copy.deepcopy(self.model).requires_grad_(False)
-        self.curriculum = curriculum
-        self.noise_schedule = noise_schedule
-        self.teacher = teacher
-        self.metric = metric
-        self.weighting = WEIGHTINGS[weighting]
-        self.target_rate = target_rate
+        self.target = copy.deepcopy(self.model).requires_grad_(False) if has_target else None
+        self.weighting = WEIGHTINGS[options.weighting]
+        self.curriculum: Curriculum | None = None
+        self.noise_schedule: NoiseSchedule | None = None
+        self.teacher: Teacher | None = None
+        self.metric: Metric | None = None
+
+    def prepare_training(self) -> None:
+        parts, ctx, options = self.ctx.registries, self.ctx, self.options
+        self.curriculum = parts.curricula.build(options.curriculum, ctx)
+        self.noise_schedule = parts.noise_schedules.build(options.index_schedule, ctx)
+        self.teacher = parts.teachers.build(options.teacher, ctx)
+        self.metric = parts.losses.build(options.loss, ctx)
+
+    def target_rate(self, step: int) -> float:
+        """mu(k), the target network's EMA rate after iteration k (only with a target network)."""
+        raise NotImplementedError
 
     def sigmas(self, step: int, device: torch.device) -> torch.Tensor:
         n = self.curriculum.num_levels(step)
@@ -91,9 +102,8 @@ class ConsistencyTraining(Method):
         return loss, {"num_levels": len(sigmas), "distance": distance.mean().detach()}
 
     def after_step(self, step: int) -> None:
-        if self.target is None:
-            return
-        ema_update(self.target, self.model, self.target_rate(step))
+        if self.target is not None:
+            ema_update(self.target, self.model, self.target_rate(step))
 
     def multistep_sigmas(self, steps: int) -> list[float]:
         taus = list(self.sample_config.multistep_sigmas)
@@ -121,4 +131,5 @@ class ConsistencyTraining(Method):
 
     def training_evaluations(self) -> dict[str, int]:
         # student pass with gradient + target pass without; the teacher adds its own.
-        return {"student": 2, "teacher": self.teacher.evaluations_per_sample}
+        teacher = self.ctx.registries.teachers.get(self.options.teacher.name)
+        return {"student": 2, "teacher": teacher.evaluations_per_sample}

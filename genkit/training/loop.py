@@ -15,16 +15,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from genkit.build import build
 from genkit.config import Config
 from genkit.errors import GenkitError, TrainingInterrupted  # noqa: F401  (re-exported)
-from genkit.evaluation import dataset_evaluators, draw_samples, reference_data, score
+from genkit.evaluation import build_evaluators, draw_samples, reference_data, score
 from genkit.training import checkpoint, rng
 from genkit.training.distributed import Distributed
 from genkit.training.ema import EMA
 from genkit.training.run import RunFolder
 
 
-def make_optimizer(config: Config, parameters) -> torch.optim.Optimizer:
-    kinds = {"radam": torch.optim.RAdam, "adam": torch.optim.Adam}
-    return kinds[config.train.optimizer](parameters, lr=config.train.lr, betas=tuple(config.train.betas))
+def make_optimizer(config: Config, registries, parameters, ctx=None) -> torch.optim.Optimizer:
+    """The optimizer ``train.optimizer`` chooses, at the peak rate ``train.lr``."""
+    return registries.optimizers.build(config.train.optimizer, ctx)(parameters, config.train.lr)
 
 
 def training_progress(console=None, disable: bool = False) -> Progress:
@@ -51,17 +51,21 @@ class Trainer:
         self.batch_size = self.dist.local_batch_size(config.train.batch_size)
         torch.manual_seed(config.seed)  # the initial weights depend on the seed alone
         self.built = build(config, registries, self.device)
+        self.built.method.prepare_training()  # loss, teacher...: before any other random draw
         if self.dist.enabled:  # same weights everywhere, then a random stream of each rank's own
             torch.manual_seed(config.seed + 1_000_003 * self.dist.rank)
         self.method = self.built.method
         self.dataset = self.built.dataset
-        self.optimizer = make_optimizer(config, self.method.model.parameters())
+        self.optimizer = make_optimizer(config, registries, self.method.model.parameters(), self.built.ctx)
+        self.lr_schedule = registries.lr_schedules.build(config.train.lr_schedule, self.built.ctx)
         self.ema = EMA(self.method.model, config.train.ema_rate)
         self.step = 0  # iterations done; the next one is k = step
         self.elapsed = 0.0
         self.window = LogWindow(self.device)
         if resume:
             self.restore()
+            if self.dist.is_main:  # --resume --steps N extends the run: its config says so
+                run.write_config(config)
         elif self.dist.is_main:
             run.write_config(config)
             run.metrics_path.unlink(missing_ok=True)  # a log left by a run that never checkpointed
@@ -99,6 +103,8 @@ class Trainer:
             raise GenkitError(f"checkpoint {self.run.checkpoint_path} does not match this run's config: {str(error).splitlines()[0]}") from None
         if len(streams) != self.dist.world_size:
             raise GenkitError(f"the checkpoint was written by {len(streams)} process(es); resume it with as many, not {self.dist.world_size}")
+        if self.step > self.config.train.steps:
+            raise GenkitError(f"{self.run.path} has done {self.step} steps, more than train.steps = {self.config.train.steps}")
         rng.set_all(streams[self.dist.rank], self.device)
         if self.dist.is_main:
             self.run.truncate_metrics(self.step)
@@ -112,6 +118,7 @@ class Trainer:
         loss, logs = self.method.loss(batch, self.step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self._set_learning_rate()
         self.dist.average_gradients(self.method.model.parameters())
         if self.config.train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.method.model.parameters(), self.config.train.grad_clip)
@@ -121,6 +128,12 @@ class Trainer:
         self.step += 1
         self.window.add(loss.detach())
         return logs
+
+    def _set_learning_rate(self) -> None:
+        """train.lr times the schedule's factor at iteration k: a function of k alone, so resume is exact."""
+        lr = self.config.train.lr * self.lr_schedule.factor(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def train(self, until: int | None = None, progress: Progress | None = None, on_log: Callable | None = None) -> None:
         """Train to ``train.steps`` (or stop early at ``until``), checkpointing on the way.
@@ -191,8 +204,8 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
 
     def evaluate(self, num: int, steps: int | None = None) -> dict[str, float]:
-        """Score the EMA model's samples against held-out data with the dataset's evaluators."""
-        evaluators = dataset_evaluators(self.dataset, self.registries, self.built.ctx)
+        """Score the EMA model's samples against held-out data with the run's evaluators."""
+        evaluators = build_evaluators(self.built)
         samples = draw_samples(self.method, self.ema.model, num, steps, seed=0)
         return score(samples, reference_data(self.dataset, num), evaluators)
 

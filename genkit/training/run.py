@@ -37,14 +37,14 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(configuration.to_toml(resolved.to_dict()))
 
-    def read_config(self, registries) -> configuration.Config:
+    def read_config(self, registries, lenient: frozenset[str] = frozenset()) -> configuration.Config:
         if not self.path.is_dir():
             raise GenkitError(f"run folder not found: {self.path}")
         if not self.config_path.is_file():
             raise GenkitError(f"{self.path} is not a genkit run folder (no {CONFIG_FILE})")
         layers = configuration.Layers()
         layers.add(configuration.read_toml(self.config_path), str(self.config_path))
-        return configuration.resolve(layers, registries)
+        return configuration.resolve(layers, registries, lenient)
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         with self.metrics_path.open("a") as handle:

@@ -28,7 +28,7 @@ import genkit
 from genkit import config as configuration
 from genkit.build import load_trained
 from genkit.errors import GenkitError
-from genkit.evaluation import REFERENCE_SEED, data_floor, dataset_evaluators, draw_samples, reference_data, score
+from genkit.evaluation import REFERENCE_SEED, build_evaluators, data_floor, draw_samples, reference_data, score
 from genkit.pictures import save_samples_picture
 from genkit.training.loop import Trainer, TrainingInterrupted
 from genkit.training.run import RunFolder
@@ -94,7 +94,7 @@ def plan(spec: BenchSpec, out: Path, registries) -> list[PlannedRun]:
         for run in spec.run_list:
             folder = out / "runs" / f"seed{seed}" / run.name
             teacher_folder = out / "runs" / f"seed{seed}" / run.teacher if run.teacher else None
-            layers = run_layers(spec, run, seed, teacher_folder)
+            layers = run_layers(spec, run, seed, teacher_folder, teacher_key(run, registries))
             missing = missing_components(layers, registries, run)
             item = PlannedRun(run, seed, folder, layers, missing)
             if not missing:
@@ -104,6 +104,16 @@ def plan(spec: BenchSpec, out: Path, registries) -> list[PlannedRun]:
             planned.append(item)
     _check_same_data(planned)
     return planned
+
+
+def teacher_key(run: RunSpec, registries) -> str | None:
+    """The option a run's method reads its teacher folder from (None while the method is missing)."""
+    if not run.teacher or run.method not in registries.methods:
+        return None
+    key = getattr(registries.methods.get(run.method), "teacher_run_key", None)
+    if not key:
+        raise GenkitError(f"bench.runs.{run.name}.teacher: method '{run.method}' takes no teacher run")
+    return key
 
 
 def _check_same_data(planned: list[PlannedRun]) -> None:
@@ -148,8 +158,10 @@ def _differences(saved: dict, planned: dict, prefix: str = "") -> list[str]:
     return found
 
 
-def _is_teacher_key(difference: str) -> bool:
-    return difference.startswith("methods.") and difference.split(":")[0].endswith(".teacher")
+def _is_teacher_key(difference: str, item: PlannedRun, registries) -> bool:
+    """A difference in the run's teacher folder (methods.cd.teacher.run, say)."""
+    key = teacher_key(item.run, registries)
+    return bool(key) and difference.split(":")[0] == f"methods.{item.run.method}.{key}"
 
 
 def _without_other_methods(values: dict, method: str) -> dict:
@@ -166,7 +178,7 @@ def train_run(item: PlannedRun, registries, progress=None, on_step: Callable[[in
         differences = _differences(
             _without_other_methods(saved.to_dict(), config.method), _without_other_methods(config.to_dict(), config.method)
         )
-        if any(not _is_teacher_key(d) for d in differences):
+        if any(not _is_teacher_key(d, item, registries) for d in differences):
             raise GenkitError(
                 f"{folder.path} holds a run with another config ({'; '.join(differences[:3])}); "
                 f"rerun with the bench settings it was made with, or pick another --out"
@@ -202,14 +214,15 @@ def _eval_settings(spec: BenchSpec, item: PlannedRun, step: int, steps_list: lis
 
 
 def evaluators_of(trained, registries) -> dict[str, Any]:
-    return dataset_evaluators(trained.built.dataset, registries, trained.built.ctx)
+    return build_evaluators(trained.built)
 
 
 def score_run(spec: BenchSpec, item: PlannedRun, trained, registries, out: Path) -> list[dict]:
     """Score the run's EMA weights at each sampling setting; cached in the run folder."""
     method, dataset = trained.built.method, trained.built.dataset
-    if spec.metric not in dataset.evaluators:
-        raise GenkitError(f"bench.metric '{spec.metric}' is not an evaluator of data '{trained.built.config.data.name}' ({', '.join(dataset.evaluators)})")
+    evaluators = evaluators_of(trained, registries)
+    if spec.metric not in evaluators:
+        raise GenkitError(f"bench.metric '{spec.metric}' is not one of this run's evaluators ({', '.join(evaluators) or 'none'})")
     steps_list = [method.default_sampling_steps()] if item.run.role == "teacher" else list(spec.sampling_steps)
     settings = _eval_settings(spec, item, trained.step, steps_list)
     cache = item.folder / EVAL_FILE
@@ -218,7 +231,6 @@ def score_run(spec: BenchSpec, item: PlannedRun, trained, registries, out: Path)
         pictures_there = all((out / s["picture"]).is_file() for s in cached["scores"])
         if cached.get("settings") == settings and pictures_there:
             return cached["scores"]
-    evaluators = evaluators_of(trained, registries)
     reference = reference_data(dataset, spec.eval_samples)
     scores = []
     for steps in steps_list:

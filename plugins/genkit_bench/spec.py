@@ -16,6 +16,7 @@ from typing import Any
 
 from genkit import config as configuration
 from genkit.errors import GenkitError
+from genkit.schema import to_plain
 
 ROLES = ("teacher", "contender", "reference")
 FIXED_KEYS = ("method", "seed", "train.steps", "train.batch_size")  # the budget: no override may set them
@@ -96,15 +97,16 @@ def load_spec(preset: str, assignments: list[str] = (), seeds: int | None = None
         raise GenkitError(f"unknown key '{unknown[0]}' ({layers.source_of(unknown[0])}); a bench preset holds one [bench] table")
     if "bench" not in layers.data:
         raise GenkitError(f"{path} has no [bench] table")
-    spec = configuration.parse_dataclass(BenchSpec, layers.data["bench"], layers, "bench")
+    parser = configuration.parser(layers, registries=None)
+    spec = parser.dataclass(BenchSpec, layers.data["bench"], "bench")
     spec.name, spec.source = Path(preset).stem, str(path)
-    spec.run_list = _parse_runs(spec, layers)
+    spec.run_list = _parse_runs(spec, layers, parser)
     _check(spec, layers)
     spec.training_preset = _training_preset(spec.training_preset, path)
     return spec
 
 
-def _parse_runs(spec: BenchSpec, layers: configuration.Layers) -> list[RunSpec]:
+def _parse_runs(spec: BenchSpec, layers: configuration.Layers, parser) -> list[RunSpec]:
     if not isinstance(spec.runs, dict) or not spec.runs:
         raise GenkitError(f"bench.runs must be a table of runs ({layers.source_of('bench.runs')})")
     runs = []
@@ -112,7 +114,7 @@ def _parse_runs(spec: BenchSpec, layers: configuration.Layers) -> list[RunSpec]:
         prefix = f"bench.runs.{name}"
         if not isinstance(table, dict) or "name" in table:
             raise GenkitError(f"{prefix} must be a table with method = ... ({layers.source_of(prefix)})")
-        run = configuration.parse_dataclass(RunSpec, table, layers, prefix)
+        run = parser.dataclass(RunSpec, table, prefix)
         run.name, run.label = name, run.label or name
         if not run.method:
             raise GenkitError(f"{prefix}.method is missing ({layers.source_of(prefix)})")
@@ -183,8 +185,11 @@ def _training_preset(name: str, bench_file: Path) -> str:
 # ----------------------------------------------------------------------------- training configs
 
 
-def run_layers(spec: BenchSpec, run: RunSpec, seed: int, teacher_folder: Path | None) -> configuration.Layers:
-    """The config layers of one run at one seed, lowest precedence first."""
+def run_layers(
+    spec: BenchSpec, run: RunSpec, seed: int, teacher_folder: Path | None, teacher_key: str | None = None
+) -> configuration.Layers:
+    """The config layers of one run at one seed, lowest precedence first; ``teacher_key`` is the
+    option (below methods.METHOD) the method reads its teacher run from."""
     layers = configuration.Layers()
     layers.add(configuration.read_toml(configuration.preset_path(spec.training_preset)), f"preset {spec.training_preset}")
     layers.add(spec.overrides, f"{spec.source}: bench.overrides")
@@ -200,8 +205,8 @@ def run_layers(spec: BenchSpec, run: RunSpec, seed: int, teacher_folder: Path | 
         },
         "sample": {"multistep_sigmas": [run.two_step_sigma or spec.two_step_sigma]},
     }
-    if run.teacher:
-        fixed["methods"] = {run.method: {"teacher": str(teacher_folder)}}
+    if run.teacher and teacher_key:
+        fixed["methods"] = {run.method: configuration.nest(teacher_key, str(teacher_folder))}
     layers.add(fixed, f"the bench ({spec.name}: fixed budget)")
     return layers
 
@@ -234,33 +239,23 @@ def missing_components(layers: configuration.Layers, registries, run: RunSpec) -
 def validate_partially(layers: configuration.Layers, registries) -> dict[str, Any]:
     """Validate every section that can be without the missing components; return the plan's view.
 
-    Sections whose component is registered are checked exactly as ``genkit train`` would;
-    a missing component's options are shown unvalidated.
+    Sections whose component is registered are checked exactly as ``genkit train`` would (every
+    part a method names included); a missing dataset, network or method is shown unvalidated.
     """
-    raw = layers.data
-    plain = configuration.parse_plain_sections(layers)
-    view: dict[str, Any] = {k: raw[k] for k in ("seed", "method") if k in raw}
-    for key in ("noise", "train", "sample"):
-        view[key] = dataclasses.asdict(getattr(plain, key))
+    config = configuration.parse_sections(layers, registries, lenient=frozenset({"datasets", "networks"}))
+    view = config.to_dict()
     for key, registry in (("data", registries.datasets), ("network", registries.networks)):
-        value = raw.get(key, {})
-        value = {"name": value} if isinstance(value, str) else dict(value)
-        if value.get("name") in registry:
-            component = configuration.parse_component(registry, value, layers, key)
-            view[key] = {"name": component.name, **_as_dict(component.options)}
-        else:
-            view[key] = {**value, "unvalidated": True}
+        if getattr(config, key).name not in registry:
+            view[key]["unvalidated"] = True
     methods = {}
-    for name, options in dict(raw.get("methods", {})).items():
+    for name, options in dict(layers.data.get("methods", {})).items():
         if name in registries.methods:
-            methods[name] = _as_dict(configuration.parse_options(registries.methods.get(name), options, layers, f"methods.{name}"))
-        elif name == raw.get("method"):
+            methods[name] = _as_dict(configuration.parse_method_options(layers, registries, name))
+        elif name == config.method:
             methods[name] = {**options, "unvalidated": True}
     view["methods"] = methods
     return view
 
 
 def _as_dict(options: Any) -> dict[str, Any]:
-    if options is None:
-        return {}
-    return dataclasses.asdict(options) if dataclasses.is_dataclass(options) else dict(options)
+    return to_plain(options) if options is not None else {}

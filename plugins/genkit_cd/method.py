@@ -1,69 +1,49 @@
 """CD = the shared consistency loss with: the EDM teacher's Heun step from sigma_{n+1} to sigma_n
 as target source (registered teacher 'edm-heun'), a constant curriculum of N Karras levels,
 n ~ Uniform{1, ..., N-1}, weight 1, a target network with constant EMA rate mu (0: the student
-under stop-gradient), and the student initialised from the teacher's (EMA) weights. The
-evaluation EMA is the training loop's (train.ema_rate)."""
+under stop-gradient), and the student initialised from the teacher's (EMA) weights (Song et
+al., 2023, Algorithm 2). Each part is a registered component chosen by the options; the
+defaults are the paper's CIFAR-10 recipe. The evaluation EMA is the training loop's."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
 
 from genkit.errors import GenkitError
-from genkit.methods.consistency import ConsistencyTraining
+from genkit.methods.consistency import ConsistencyTraining, Weighting
+from genkit.schema import Component, option, part, unit_interval
 from genkit_cd.student import initialise_from_teacher
 
 
-class ConstantRate:
-    """mu(k) = mu for every step k."""
-
-    def __init__(self, mu: float):
-        self.mu = mu
-
-    def __call__(self, step: int) -> float:
-        return self.mu
-
-
-class UnloadedTeacher:
-    """Stands in for the teacher when a finished CD run is rebuilt to sample or evaluate."""
-
-    def __init__(self, evaluations_per_sample: int):
-        self.evaluations_per_sample = evaluations_per_sample
-
-    def target_point(self, *args):
-        raise RuntimeError("this CD run was rebuilt for sampling; its teacher was not loaded")
-
-
 class ConsistencyDistillation(ConsistencyTraining):
+    teacher_run_key = "teacher.run"  # --teacher RUN sets methods.cd.teacher.run
+
     @dataclass
     class Config:
-        teacher: str = ""  # run folder of the EDM teacher (genkit train --method edm); --teacher RUN
-        num_levels: int = 18  # N: 18 on CIFAR-10, 40 on ImageNet 64
-        loss: str = "lpips"  # any registered loss; the paper's best is LPIPS
-        target_ema: float = 0.0  # mu: 0 on CIFAR-10, 0.95 on ImageNet 64
-        weighting: Literal["uniform", "inverse-gap"] = "uniform"  # the paper: lambda = 1
+        teacher: Component = part("teachers", "edm-heun", "target point: a Heun step of a trained EDM run (--teacher RUN)")
+        curriculum: Component = part("curricula", "constant", "N: 18 levels on CIFAR-10, 40 on ImageNet 64")
+        index_schedule: Component = part("noise_schedules", "uniform", "p(i): uniform over the N - 1 intervals")
+        loss: Component = part("losses", "lpips", "metric d; the paper's best is LPIPS")
+        target_ema: float = option(0.0, "mu: 0 on CIFAR-10 (the student under stop-gradient), 0.95 on ImageNet 64", unit_interval)
+        weighting: Weighting = option("uniform", "lambda: 1 (the paper), or inverse-gap")
+        init_from_teacher: bool = option(True, "start the student from the teacher's weights, as the paper does")
 
     def __init__(self, options: "ConsistencyDistillation.Config", ctx, network):
-        options = options or ConsistencyDistillation.Config()
-        if not 0 <= options.target_ema < 1:
-            raise GenkitError(f"methods.cd.target_ema must be in [0, 1), got {options.target_ema}")
-        if options.teacher:  # written absolute into the run's config, so it samples from any folder
-            options.teacher = str(Path(options.teacher).expanduser().resolve())
-        parts = ctx.registries
-        if ctx.training:
-            teacher = parts.teachers.create("edm-heun", ctx, run=options.teacher)
-            initialise_from_teacher(network, teacher, parts.networks, ctx.network)
-        else:  # sampling a finished run needs only its own checkpoint, not the teacher's folder
-            teacher = UnloadedTeacher(parts.teachers.get("edm-heun").evaluations_per_sample)
-        super().__init__(
-            network,
-            ctx,
-            curriculum=parts.curricula.create("constant", ctx, num_levels=options.num_levels),
-            noise_schedule=parts.noise_schedules.create("uniform", ctx),
-            teacher=teacher,
-            metric=parts.losses.create(options.loss, ctx),
-            weighting=options.weighting,
-            target_rate=ConstantRate(options.target_ema) if options.target_ema > 0 else None,
-        )
+        options = options or self.Config()
+        super().__init__(options, ctx, network, has_target=options.target_ema > 0)
 
+    def prepare_training(self) -> None:
+        super().prepare_training()
+        if not self.options.init_from_teacher:
+            return
+        if not hasattr(self.teacher, "network"):
+            raise GenkitError(
+                f"methods.cd.init_from_teacher needs a teacher backed by a trained run; "
+                f"teacher '{self.options.teacher.name}' has none (set methods.cd.init_from_teacher=false)"
+            )
+        initialise_from_teacher(self.model.net, self.teacher, self.ctx.registries.networks, self.ctx.network)
+        if self.target is not None:  # the target network starts where the student does
+            self.target.load_state_dict(self.model.state_dict())
+
+    def target_rate(self, step: int) -> float:
+        return self.options.target_ema

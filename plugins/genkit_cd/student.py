@@ -13,9 +13,8 @@ def initialise_from_teacher(student: nn.Module, teacher, networks, student_netwo
     ``student_network`` is this run's network Component; its options must equal the teacher's
     but for dropout (settings such as a Fourier scale live in buffers the weights overwrite).
     """
-    trained = teacher.trained
     source = teacher.network
-    network = trained.built.config.network
+    network = teacher.network_config
     settings = ", ".join(f"network.{k}={v}" for k, v in vars(network.options or {}).items())
     hint = f"use the teacher's network settings ({settings})" if settings else "use the teacher's network settings"
     if student_network is not None:

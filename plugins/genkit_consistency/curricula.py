@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from genkit.errors import GenkitError
+from genkit.schema import at_least, option
 
 
 class ConstantCurriculum:
@@ -13,22 +14,28 @@ class ConstantCurriculum:
 
     @dataclass
     class Config:
-        num_levels: int = 18
+        num_levels: int = option(18, "N, the number of Karras levels (N - 1 intervals)", at_least(2))
 
     def __init__(self, options: "ConstantCurriculum.Config", ctx=None):
-        if options.num_levels < 2:
-            raise GenkitError(f"a constant curriculum needs at least 2 levels, got {options.num_levels}")
-        self.n = options.num_levels
+        self.n = (options or self.Config()).num_levels
 
     def num_levels(self, step: int) -> int:
         return self.n
 
 
-def _check_s0_s1(s0: int, s1: int, total_steps: int) -> None:
-    if s0 < 1:
-        raise GenkitError(f"curriculum s0 must be at least 1, got {s0}")
-    if s1 < s0:
-        raise GenkitError(f"curriculum s1 ({s1}) must not be smaller than s0 ({s0})")
+@dataclass
+class GrowthOptions:
+    """s0 and s1 of the curricula that grow N(k) over the K = train.steps iterations."""
+
+    s0: int = option(2, "initial number of discretization steps", at_least(1))
+    s1: int = option(150, "final number of discretization steps", at_least(1))
+
+    def __post_init__(self):
+        if self.s1 < self.s0:
+            raise ValueError(f"s1 ({self.s1}) must not be smaller than s0 ({self.s0})")
+
+
+def _check_horizon(total_steps: int) -> None:
     if total_steps < 1:
         raise GenkitError(f"curriculum needs K = total training steps >= 1, got {total_steps}")
 
@@ -37,12 +44,12 @@ class SquareRootCurriculum:
     """Original CT: N(k) = ceil(sqrt(k/K ((s1 + 1)^2 - s0^2) + s0^2) - 1) + 1."""
 
     @dataclass
-    class Config:
-        s0: int = 2
-        s1: int = 150
+    class Config(GrowthOptions):
+        s0: int = option(2, "N(0), the number of levels at the start (CIFAR-10: 2)", at_least(1))
+        s1: int = option(150, "N(K) - 1, the number of intervals at the end (CIFAR-10: 150)", at_least(1))
 
     def __init__(self, options: "SquareRootCurriculum.Config", ctx):
-        _check_s0_s1(options.s0, options.s1, ctx.total_steps)
+        _check_horizon(ctx.total_steps)
         self.s0, self.s1, self.total = options.s0, options.s1, ctx.total_steps
 
     def num_levels(self, step: int) -> int:
@@ -55,12 +62,12 @@ class DoublingCurriculum:
     """iCT: N(k) = min(s0 2^floor(k / K'), s1) + 1 with K' = floor(K / (log2 floor(s1/s0) + 1))."""
 
     @dataclass
-    class Config:
-        s0: int = 10
-        s1: int = 1280
+    class Config(GrowthOptions):
+        s0: int = option(10, "initial number of intervals, N(0) - 1 (iCT: 10)", at_least(1))
+        s1: int = option(1280, "final number of intervals, the cap of N(k) - 1 (iCT: 1280)", at_least(1))
 
     def __init__(self, options: "DoublingCurriculum.Config", ctx):
-        _check_s0_s1(options.s0, options.s1, ctx.total_steps)
+        _check_horizon(ctx.total_steps)
         self.s0, self.s1 = options.s0, options.s1
         stages = math.log2(options.s1 // options.s0) + 1  # not rounded: the spec floors only K'
         self.stage_length = max(math.floor(ctx.total_steps / stages), 1)  # K' >= 1 on short runs

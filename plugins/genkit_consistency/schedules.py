@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from genkit.schema import option, positive
+
 
 class UniformIndices:
     """n ~ Uniform{1, ..., N-1} (CD and original CT)."""
@@ -23,8 +25,8 @@ class LognormalIndices:
 
     @dataclass
     class Config:
-        p_mean: float = -1.1
-        p_std: float = 2.0
+        p_mean: float = option(-1.1, "mean of ln sigma (iCT: -1.1)")
+        p_std: float = option(2.0, "standard deviation of ln sigma (iCT: 2.0)", positive)
 
     def __init__(self, options: "LognormalIndices.Config | None" = None, ctx=None):
         options = options or LognormalIndices.Config()

@@ -8,23 +8,21 @@ from dataclasses import dataclass
 import torch
 
 from genkit.components import Method
-from genkit.errors import GenkitError
 from genkit.maths import EDMDenoiser, PerSampleNoise, heun_sample
 from genkit.maths.sampling import heun_evaluations
+from genkit.schema import option, positive
 from genkit_edm.formulas import edm_loss, heun_levels, lognormal_sigmas
 
 
 class EDM(Method):
     @dataclass
     class Config:
-        p_mean: float = -1.2  # mean of ln sigma during training
-        p_std: float = 1.2  # standard deviation of ln sigma during training
+        p_mean: float = option(-1.2, "mean of ln sigma during training (EDM: -1.2)")
+        p_std: float = option(1.2, "standard deviation of ln sigma during training (EDM: 1.2)", positive)
 
     def __init__(self, options: "EDM.Config", ctx, network):
         super().__init__()
         options = options or EDM.Config()
-        if options.p_std <= 0:
-            raise GenkitError(f"methods.edm.p_std must be positive, got {options.p_std}")
         self.p_mean, self.p_std = options.p_mean, options.p_std
         self.noise = ctx.noise
         self.sample_config = ctx.sample

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from genkit.build import TrainedModel, load_trained
 from genkit.errors import GenkitError
 from genkit.maths import heun_step
+from genkit.schema import option
 from genkit.training.run import RunFolder
 
 
-def load_edm_run(run: str | Path, registries, device: torch.device) -> TrainedModel:
+def load_edm_run(run: str | Path | None, registries, device: torch.device) -> TrainedModel:
     """A finished ``genkit train --method edm`` run with its EMA weights; GenkitError otherwise."""
-    if not str(run):
+    if not run:
         raise GenkitError("consistency distillation needs a teacher: pass --teacher RUN (a genkit train --method edm run folder)")
     folder = RunFolder(run)
     if not folder.path.is_dir():
@@ -39,11 +41,12 @@ class EDMHeunTeacher:
 
     @dataclass
     class Config:
-        run: str = ""  # folder of a genkit train --method edm run
+        run: Optional[Path] = option(None, "folder of a genkit train --method edm run (written absolute)")
 
     def __init__(self, options: "EDMHeunTeacher.Config", ctx):
-        self.trained = load_edm_run(options.run, ctx.registries, ctx.device)
-        self.denoiser = self.trained.model  # EMA weights, eval mode, requires_grad False
+        trained = load_edm_run(options.run, ctx.registries, ctx.device)
+        self.denoiser = trained.model  # EMA weights, eval mode, requires_grad False
+        self.network_config = trained.built.config.network
 
     @property
     def network(self) -> torch.nn.Module:

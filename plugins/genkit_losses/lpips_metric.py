@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from genkit.errors import GenkitError
+from genkit.schema import option
 
 # What torchvision downloads for vgg16(pretrained=True), which lpips.LPIPS(net="vgg") calls.
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
@@ -64,7 +65,7 @@ class LPIPS:
 
     @dataclass
     class Config:
-        pretrained: bool = True  # False: random VGG backbone (tests only: not a perceptual metric)
+        pretrained: bool = option(True, "ImageNet VGG weights; false: a random backbone, for tests only (not a perceptual metric)")
 
     def __init__(self, options: "LPIPS.Config | None" = None, ctx=None):
         options = options or LPIPS.Config()

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from genkit.schema import option, positive
+
 
 def _difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).flatten(1)
@@ -42,7 +44,7 @@ class PseudoHuber:
 
     @dataclass
     class Config:
-        c_factor: float = 0.00054  # c = c_factor * sqrt(d): about 0.03 on CIFAR-10
+        c_factor: float = option(0.00054, "c = c_factor * sqrt(d), d the values per sample: about 0.03 on CIFAR-10", positive)
 
     def __init__(self, options: "PseudoHuber.Config | None" = None, ctx=None):
         self.c_factor = (options or PseudoHuber.Config()).c_factor

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from genkit.schema import non_negative, option, positive, unit_interval
+
 
 class FourierFeatures(nn.Module):
     """[sin(2 pi w c), cos(2 pi w c)] with fixed w ~ N(0, scale^2); a small scale makes the
@@ -35,12 +37,12 @@ class ResidualBlock(nn.Module):
 class MLP(nn.Module):
     @dataclass
     class Config:
-        width: int = 256  # hidden units per layer
-        depth: int = 4  # residual blocks
-        embedding_dim: int = 64  # Fourier features of the noise level
-        fourier_scale: float = 16.0  # std of the Fourier frequencies
-        noise_multiplier: float = 1.0  # c_noise is multiplied by this before the Fourier features
-        dropout: float = 0.0
+        width: int = option(256, "hidden units per layer", positive)
+        depth: int = option(4, "residual blocks", non_negative)
+        embedding_dim: int = option(64, "Fourier features of the noise level (even)", positive)
+        fourier_scale: float = option(16.0, "std of the Fourier frequencies (iCT: 0.02, original CM: 16)", non_negative)
+        noise_multiplier: float = option(1.0, "c_noise is multiplied by this before the Fourier features")
+        dropout: float = option(0.0, "dropout rate inside each residual block", unit_interval)
 
     def __init__(self, options: "MLP.Config", ctx):
         super().__init__()

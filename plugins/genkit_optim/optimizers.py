@@ -1,0 +1,46 @@
+"""The optimizers of the papers: RAdam (CD, CT and iCT in Song et al. 2023 and Song & Dhariwal
+2023) and Adam (EDM, Karras et al. 2022). A factory's object turns (parameters, lr) into a
+``torch.optim.Optimizer``; the loop sets each step's learning rate on its parameter groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from genkit.schema import Check, non_negative, option, positive
+
+betas_check = Check(lambda b: all(0 <= v < 1 for v in b), "must be two numbers in [0, 1)")
+
+
+@dataclass
+class AdamOptions:
+    betas: tuple[float, float] = option((0.9, 0.999), "decay rates of the first and second moment estimates", betas_check)
+    eps: float = option(1e-8, "added to the denominator for numerical stability", positive)
+    weight_decay: float = option(0.0, "L2 penalty added to the gradient (not decoupled)", non_negative)
+
+
+class RAdam:
+    """Rectified Adam (Liu et al. 2020)."""
+
+    Config = AdamOptions
+
+    def __init__(self, options: AdamOptions, ctx=None):
+        self.options = options or AdamOptions()
+
+    def __call__(self, parameters, lr: float) -> torch.optim.Optimizer:
+        o = self.options
+        return torch.optim.RAdam(parameters, lr=lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015)."""
+
+    Config = AdamOptions
+
+    def __init__(self, options: AdamOptions, ctx=None):
+        self.options = options or AdamOptions()
+
+    def __call__(self, parameters, lr: float) -> torch.optim.Optimizer:
+        o = self.options
+        return torch.optim.Adam(parameters, lr=lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
