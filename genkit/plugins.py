@@ -33,7 +33,9 @@ class PluginInfo:
     module: str
     builtin: bool
     version: str
+    distribution: str = ""  # the installed package that provides it ('' for one added in code)
     registered: dict[str, list[str]] = field(default_factory=dict)
+    commands: list[str] = field(default_factory=list)  # CLI commands it adds
 
 
 def _is_builtin(entry_point: importlib.metadata.EntryPoint) -> bool:
@@ -61,7 +63,7 @@ class PluginSet:
         self.info: dict[str, PluginInfo] = {}
         self.registries = Registries()
 
-    def add(self, plugin: Any, name: str, *, builtin: bool = False, version: str = "") -> bool:
+    def add(self, plugin: Any, name: str, *, builtin: bool = False, version: str = "", distribution: str = "") -> bool:
         """Register one plugin object; a misspelled hook unregisters it with a warning."""
         self.manager.register(plugin, name=name)
         try:
@@ -71,7 +73,7 @@ class PluginSet:
             warnings.warn(f"plugin '{name}' skipped: {error}", PluginWarning, stacklevel=2)
             return False
         module = getattr(plugin, "__name__", type(plugin).__name__)
-        self.info[name] = PluginInfo(name, module, builtin, version)
+        self.info[name] = PluginInfo(name, module, builtin, version, distribution)
         return True
 
     def load_entry_points(self) -> None:
@@ -94,7 +96,8 @@ class PluginSet:
                 continue
             dist = getattr(entry_point, "dist", None)
             version = dist.version if dist is not None else ""
-            self.add(plugin, entry_point.name, builtin=builtin, version=version)
+            distribution = dist.metadata["Name"] if dist is not None else ""
+            self.add(plugin, entry_point.name, builtin=builtin, version=version, distribution=distribution)
 
     def collect(self) -> Registries:
         """Call every ``register_*`` hook, remembering which plugin registered which name."""
@@ -118,6 +121,26 @@ class PluginSet:
 
     def add_commands(self, cli) -> None:
         self.manager.hook.register_commands(cli=cli)
+
+    def note_commands(self, cli) -> None:
+        """Fill each plugin's ``commands`` with the commands of ``cli`` its module defines."""
+        for info in self.info.values():
+            info.commands = [name for name, module in _commands(cli) if _within(module, info.module)]
+
+
+def _commands(cli) -> list[tuple[str, str]]:
+    """(name, module of its code) for each command and command group of a Typer app."""
+    found = [(c.name or c.callback.__name__.replace("_", "-"), c.callback.__module__) for c in cli.registered_commands]
+    for group in cli.registered_groups:
+        inner = group.typer_instance.registered_commands
+        callback = group.typer_instance.registered_callback
+        function = callback.callback if callback else (inner[0].callback if inner else None)
+        found.append((group.name or group.typer_instance.info.name, getattr(function, "__module__", "")))
+    return found
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
 
 
 _current: PluginSet | None = None

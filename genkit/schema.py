@@ -303,14 +303,19 @@ def to_toml(values: dict[str, Any]) -> str:
 
 
 def _write_table(values: dict[str, Any], path: list[str], lines: list[str]) -> None:
-    scalars = {k: v for k, v in values.items() if not isinstance(v, dict)}
-    tables = {k: v for k, v in values.items() if isinstance(v, dict)}
+    inline = [k for k, v in values.items() if path and _is_flat_component(v)]  # curriculum = {name = ...}
+    scalars = {k: v for k, v in values.items() if not isinstance(v, dict) or k in inline}
+    tables = {k: v for k, v in values.items() if isinstance(v, dict) and k not in inline}
     if path and (scalars or not tables):
         lines.append(f"\n[{'.'.join(_key(p) for p in path)}]")
     for key, value in scalars.items():
         lines.append(f"{_key(key)} = {_toml_value(value)}")
     for key, value in tables.items():
         _write_table(value, path + [key], lines)
+
+
+def _is_flat_component(value: Any) -> bool:
+    return isinstance(value, dict) and "name" in value and not any(isinstance(v, dict) for v in value.values())
 
 
 def _key(key: str) -> str:

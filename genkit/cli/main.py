@@ -50,19 +50,30 @@ ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="A TOML f
 def plugins_command(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
     """List installed plugins and what each registers."""
     loaded = plugins.load()
+    loaded.note_commands(app)
     rows = [
-        {"name": info.name, "module": info.module, "builtin": info.builtin, "version": info.version, "registers": info.registered}
+        {
+            "name": info.name,
+            "module": info.module,
+            "distribution": info.distribution,
+            "version": info.version,
+            "builtin": info.builtin,
+            "registers": info.registered,
+            "commands": info.commands,
+        }
         for info in loaded.info.values()
     ]
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     table = Table(title="genkit plugins")
-    for column in ("plugin", "module", "built-in", "registers"):
+    for column in ("plugin", "package", "module", "registers"):
         table.add_column(column)
     for row in rows:
-        registers = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in row["registers"].items())
-        table.add_row(row["name"], row["module"], "yes" if row["builtin"] else "no", registers or "(commands only)")
+        registers = [f"{kind}: {', '.join(names)}" for kind, names in row["registers"].items()]
+        registers += [f"commands: {', '.join(row['commands'])}"] if row["commands"] else []
+        package = f"{row['distribution']} {row['version']}".strip() + (" (built-in)" if row["builtin"] else "")
+        table.add_row(row["name"], package, row["module"], "\n".join(registers))
     console.print(table)
 
 

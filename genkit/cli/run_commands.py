@@ -12,20 +12,20 @@ from rich.table import Table
 
 from genkit import config as configuration
 from genkit import plugins
+from genkit.api import new_run, resumable_run
 from genkit.build import load_trained
 from genkit.cli.errors import console, handles_user_errors
 from genkit.errors import GenkitError
 from genkit.evaluation import build_evaluators, data_floor, draw_samples, reference_data, score
 from genkit.pictures import save_samples_picture
 from genkit.training.loop import Trainer
-from genkit.training.run import RunFolder, new_run_path
 
 
 @handles_user_errors
 def train(
     method: Annotated[Optional[str], typer.Option(help="Training method, e.g. ict, ct, cd, edm.")] = None,
     preset: Annotated[str, typer.Option(help="Built-in preset name or a TOML file.")] = "toy2d",
-    steps: Annotated[Optional[int], typer.Option(help="Training steps (overrides train.steps).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Training steps (overrides train.steps; with --resume, extends the run).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/METHOD-PRESET, numbered if taken).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     config_file: Annotated[Optional[Path], typer.Option("--config", help="A TOML file layered over the preset.")] = None,
@@ -41,49 +41,17 @@ def train(
             raise GenkitError("--resume needs --out RUN_FOLDER")
         if method or config_file or assignments or teacher or seed is not None:
             raise GenkitError("--resume continues a run with its saved config; drop the other options (--steps N extends it)")
-        run = RunFolder(out)
-        config = run.read_config(registries)
-        if not run.has_checkpoint():
-            raise GenkitError(f"nothing to resume in {out}: it has no checkpoint yet")
-        if steps is not None:
-            config = extended(config, steps)
+        run, config = resumable_run(out, registries, steps)
     else:
         flags = {"method": method, "train.steps": steps, "seed": seed, "train.device": device}
         layers = configuration.config_layers(preset, config_file, assignments, flags)
-        if teacher is not None:
-            layers.add(configuration.nest(teacher_key(layers, registries), str(teacher)), "--teacher")
-        config = configuration.resolve(layers, registries)
-        if out is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise GenkitError("under torchrun, name the run folder with --out so every process uses the same one")
-        out = out or new_run_path(Path("runs") / f"{config.method}-{Path(preset).stem}")
-        run = RunFolder(out)
-        if run.has_checkpoint():
-            raise GenkitError(f"{out} already holds a run; continue it with --resume or pick another --out")
+        config, run = new_run(layers, registries, out, teacher, Path(preset).stem)
+    out = run.path
     trainer = Trainer(config, run, registries, resume=resume)
     say = console.print if trainer.dist.is_main else (lambda *args: None)
     say(f"[bold]{config.method}[/] on {config.data.name}, {config.train.steps} steps, run folder [cyan]{out}[/]")
     trainer.train()
     say(f"done: step {trainer.step}, {trainer.elapsed:.1f} s of training. Sample with: [bold]genkit sample {out}[/]")
-
-
-def teacher_key(layers: configuration.Layers, registries) -> str:
-    """The dotted key ``--teacher`` sets: the one the chosen method declares."""
-    name = layers.data.get("method")
-    if not isinstance(name, str) or not name:
-        raise GenkitError("--teacher needs a method: pass --method")
-    key = getattr(registries.methods.get(name), "teacher_run_key", None)
-    if not key:
-        raise GenkitError(f"--teacher: method '{name}' takes no teacher run")
-    return f"methods.{name}.{key}"
-
-
-def extended(config: configuration.Config, steps: int) -> configuration.Config:
-    """The run's config with train.steps = ``steps``. The curriculum's horizon K becomes the new
-    number of steps, so N(k) of the steps still to come follows the new K (a new schedule)."""
-    if steps < 1:
-        raise GenkitError(f"--steps must be positive, got {steps}")
-    config.train.steps = steps
-    return config
 
 
 @handles_user_errors

@@ -124,12 +124,20 @@ def cd_vs_ict(
 
 
 def _compact(options: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in options.items() if k not in ("name", "unvalidated"))
+    return ", ".join(f"{k}={_part(v)}" for k, v in options.items() if k not in ("name", "unvalidated"))
+
+
+def _part(value) -> str:
+    """A component table as name(option=value, ...); other values as they are."""
+    if isinstance(value, dict) and "name" in value:
+        inner = _compact(value)
+        return f"{value['name']}({inner})" if inner else value["name"]
+    return str(value)
 
 
 def _print_plan(spec: bench_spec.BenchSpec, out: Path, planned: list[runner.PlannedRun]) -> None:
     console.print(f"[bold]plan: genkit bench cd-vs-ict --preset {spec.name}[/]  ({spec.title})", highlight=False)
-    console.print(f"  preset file       {spec.source}", highlight=False)
+    console.print(f"  preset file       {bench_spec.display_source(spec)}", highlight=False)
     console.print(f"  training preset   {spec.training_preset}", highlight=False)
     console.print(f"  seeds             {', '.join(map(str, runner.seeds_of(spec)))}", highlight=False)
     console.print(
@@ -165,7 +173,7 @@ def _print_plan(spec: bench_spec.BenchSpec, out: Path, planned: list[runner.Plan
         )
         console.print(f"      network   {network.get('name')}{absent if network.get('unvalidated') else ''}: {_compact(network)}", highlight=False)
         console.print(
-            f"      train     lr {train['lr']}, {train['optimizer']}, betas {train['betas']}, grad clip {train['grad_clip'] or 'none'}, "
+            f"      train     lr {train['lr']} ({_part(train['lr_schedule'])}), {_part(train['optimizer'])}, grad clip {train['grad_clip'] or 'none'}, "
             f"evaluation EMA {train['ema_rate']}, device {train['device']}",
             highlight=False,
         )

@@ -33,7 +33,7 @@ from genkit.pictures import save_samples_picture
 from genkit.training.loop import Trainer, TrainingInterrupted
 from genkit.training.run import RunFolder
 
-from genkit_bench.spec import BenchSpec, Missing, RunSpec, missing_components, run_layers, validate_partially
+from genkit_bench.spec import BenchSpec, Missing, RunSpec, display_source, missing_components, run_layers, validate_partially
 from genkit_bench.stats import Comparison, summarize, verdict_sentence
 
 EVAL_FILE = "bench-eval.json"
@@ -403,8 +403,8 @@ def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, An
     return {
         "bench": "cd-vs-ict",
         "preset": spec.name,
-        "preset_file": spec.source,
-        "spec": spec.to_dict(),
+        "preset_file": display_source(spec),
+        "spec": {**spec.to_dict(), "source": display_source(spec)},
         "seeds": seeds_of(spec),
         "budget": {
             "steps": spec.steps,
@@ -424,13 +424,25 @@ def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, An
             "sentence": verdict_sentence(found, spec.metric, spec.seeds),
             "comparisons": [c.to_dict() for c in found],
         },
-        "runs": [_run_dict(r) for r in ordered],
+        "runs": [relative_paths(_run_dict(r), out) for r in ordered],
         "versions": versions(plugin_set),
         "machine": machine_info(),
         "wall_time_s": _add_wall_time(out, elapsed),  # every invocation on this folder
         "wall_time_this_invocation_s": elapsed,
         "training_time_s": sum(r.elapsed_s for r in ordered),
     }
+
+
+def relative_paths(values: Any, out: Path) -> Any:
+    """Paths inside the output folder written relative to it ('runs/seed0/edm'), so results name
+    no folder of the machine they ran on."""
+    if isinstance(values, dict):
+        return {key: relative_paths(value, out) for key, value in values.items()}
+    if isinstance(values, list):
+        return [relative_paths(value, out) for value in values]
+    if isinstance(values, str) and values.startswith(str(out) + os.sep):
+        return values[len(str(out)) + 1 :]
+    return values
 
 
 def _add_wall_time(out: Path, seconds: float) -> float:

@@ -57,7 +57,8 @@ class BenchSpec:
     runs: Any = field(default_factory=dict)  # run key -> RunSpec table, trained in this order
     # filled by load_spec:
     name: str = ""
-    source: str = ""
+    source: str = ""  # the file read (absolute for built-ins)
+    given: str = ""  # the preset as the user named it
     run_list: list[RunSpec] = field(default_factory=list)
 
     def run(self, name: str) -> RunSpec:
@@ -99,11 +100,20 @@ def load_spec(preset: str, assignments: list[str] = (), seeds: int | None = None
         raise GenkitError(f"{path} has no [bench] table")
     parser = configuration.parser(layers, registries=None)
     spec = parser.dataclass(BenchSpec, layers.data["bench"], "bench")
-    spec.name, spec.source = Path(preset).stem, str(path)
+    spec.name, spec.source, spec.given = Path(preset).stem, str(path), str(preset)
     spec.run_list = _parse_runs(spec, layers, parser)
     _check(spec, layers)
     spec.training_preset = _training_preset(spec.training_preset, path)
     return spec
+
+
+def display_source(spec: BenchSpec) -> str:
+    """The preset as a reader should see it: 'built-in NAME' or the path the user gave, never a
+    path of the machine it was installed on."""
+    builtin = preset_path(spec.name) if spec.name in preset_names() else None
+    if builtin is not None and Path(spec.source) == builtin:
+        return f"built-in bench preset {spec.name}"
+    return spec.given
 
 
 def _parse_runs(spec: BenchSpec, layers: configuration.Layers, parser) -> list[RunSpec]:

@@ -1,0 +1,166 @@
+"""The Python API: train a run, load it, sample and score it, without the command line.
+
+    import genkit
+    run = genkit.train("toy2d", out="runs/ict", method="ict", steps=2000, train__lr=1e-3)
+    model = genkit.load("runs/ict")
+    x = model.sample(64, steps=1, seed=0)
+    model.evaluate(num=2000, steps=2)
+
+Overrides are config keys, with ``__`` for the dots (``train__lr``) or as a dict
+(``**{"train.lr": 1e-3}``); they layer over the preset exactly like ``--set`` does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genkit import config as configuration
+from genkit import plugins
+from genkit.build import TrainedModel, load_trained, pick_device
+from genkit.errors import GenkitError
+from genkit.evaluation import build_evaluators, data_floor, draw_samples, reference_data, score
+from genkit.training.run import RunFolder, new_run_path
+
+
+@dataclass
+class Model:
+    """A trained run's EMA weights with its method's sampler."""
+
+    path: Path
+    trained: TrainedModel
+
+    @property
+    def config(self) -> configuration.Config:
+        return self.trained.built.config
+
+    @property
+    def step(self) -> int:
+        """Training steps the loaded checkpoint has done."""
+        return self.trained.step
+
+    @property
+    def network(self) -> torch.nn.Module:
+        """The EMA weights inside the method's preconditioning wrapper: ``network(x, sigma)``."""
+        return self.trained.model
+
+    def sample(self, num: int, steps: int | None = None, seed: int = 0, batch_size: int = 4096) -> torch.Tensor:
+        """``num`` samples on the CPU; sample k always uses its own seed, whatever the batch size.
+        ``steps``: consistency steps (1, 2, ...) or EDM's Heun levels; None: the method's default."""
+        if num < 1 or (steps is not None and steps < 1):
+            raise GenkitError("num and steps must be positive")
+        method = self.trained.built.method
+        try:
+            return draw_samples(method, self.trained.model, num, steps, seed, batch_size)
+        except ValueError as error:  # e.g. 3 steps with 1 level in sample.multistep_sigmas
+            raise GenkitError(str(error)) from None
+
+    def evaluate(self, num: int | None = None, steps: int | None = None, seed: int = 0, floor: bool = False) -> dict[str, float]:
+        """The run's evaluators (``eval.metrics``, else the dataset's) on ``num`` samples against as
+        many held-out data points; ``floor=True`` adds ``<metric>/floor``, held-out data scored the same way."""
+        built = self.trained.built
+        num = num or built.config.sample.num
+        evaluators = build_evaluators(built)
+        scores = score(self.sample(num, steps, seed), reference_data(built.dataset, num), evaluators)
+        if floor:
+            scores.update({f"{name}/floor": value for name, value in data_floor(built.dataset, evaluators, num).items()})
+        return scores
+
+
+def load(run: str | Path, device: str | torch.device | None = None) -> Model:
+    """A run folder written by ``genkit train`` (or :func:`train`), ready to sample."""
+    device = pick_device(device) if isinstance(device, str) else device
+    return Model(Path(run), load_trained(run, plugins.registries(), device))
+
+
+def train(
+    config: str | Path | dict | configuration.Config = "toy2d",
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    teacher: str | Path | None = None,
+    **overrides: Any,
+) -> Model:
+    """Train a run and return it loaded. ``config`` is a preset name, a TOML file, a dict of
+    config values or a Config; ``overrides`` layer over it (``method="cd"``, ``train__steps=500``,
+    ``steps=500`` for short). ``resume=True`` continues the run in ``out`` (``steps=N`` extends it)."""
+    from genkit.training.loop import Trainer
+
+    registries = plugins.registries()
+    if resume:
+        unexpected = set(overrides) - {"steps", "train__steps", "train.steps"}
+        if out is None or teacher is not None or unexpected:
+            raise GenkitError("resume=True continues the run in `out` with its saved config; only steps may change")
+        run, run_config = resumable_run(out, registries, steps=next(iter(overrides.values()), None))
+    else:
+        layers = layers_of(config)
+        for key, value in overrides.items():
+            dotted = "train.steps" if key == "steps" else key.replace("__", ".")
+            layers.add(configuration.nest(dotted, value), f"genkit.train({key}=...)")
+        run_config, run = new_run(layers, registries, out, teacher, _config_name(config))
+    Trainer(run_config, run, registries, resume=resume).train()
+    return load(run.path)
+
+
+def layers_of(config: str | Path | dict | configuration.Config) -> configuration.Layers:
+    layers = configuration.Layers()
+    if isinstance(config, configuration.Config):
+        layers.add(config.to_dict(), "the Config given")
+    elif isinstance(config, dict):
+        layers.add(config, "the dict given")
+    else:
+        layers.add(configuration.read_toml(configuration.preset_path(str(config))), f"preset {config}")
+    return layers
+
+
+def _config_name(config: Any) -> str:
+    return Path(str(config)).stem if isinstance(config, (str, Path)) else "custom"
+
+
+# ----------------------------------------------------------------------------- shared with the CLI
+
+
+def add_teacher(layers: configuration.Layers, registries, teacher: str | Path) -> None:
+    """Set the option the chosen method reads its teacher run from (CD: methods.cd.teacher.run)."""
+    name = layers.data.get("method")
+    if not isinstance(name, str) or not name:
+        raise GenkitError("--teacher needs a method: pass --method")
+    key = getattr(registries.methods.get(name), "teacher_run_key", None)
+    if not key:
+        raise GenkitError(f"--teacher: method '{name}' takes no teacher run")
+    layers.add(configuration.nest(f"methods.{name}.{key}", str(teacher)), "--teacher")
+
+
+def new_run(
+    layers: configuration.Layers, registries, out: str | Path | None, teacher: str | Path | None, config_name: str
+) -> tuple[configuration.Config, RunFolder]:
+    """The resolved config of a new run and its folder (default runs/METHOD-CONFIG, numbered if taken)."""
+    if teacher is not None:
+        add_teacher(layers, registries, teacher)
+    config = configuration.resolve(layers, registries)
+    if out is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise GenkitError("under torchrun, name the run folder with --out so every process uses the same one")
+    run = RunFolder(out or new_run_path(Path("runs") / f"{config.method}-{config_name}"))
+    if run.has_checkpoint():
+        raise GenkitError(f"{run.path} already holds a run; continue it with --resume or pick another --out")
+    return config, run
+
+
+def resumable_run(out: str | Path, registries, steps: int | None = None) -> tuple[RunFolder, configuration.Config]:
+    """A run folder to continue and its saved config; ``steps`` extends it to that many steps.
+
+    Extending changes K, the horizon of the curricula that depend on it (sqrt, doubling): the
+    steps still to come follow N(k) of the new K, as if the run had been planned that long."""
+    run = RunFolder(out)
+    config = run.read_config(registries)
+    if not run.has_checkpoint():
+        raise GenkitError(f"nothing to resume in {out}: it has no checkpoint yet")
+    if steps is not None:
+        if steps < 1:
+            raise GenkitError(f"steps must be positive, got {steps}")
+        config.train.steps = steps
+    return run, config
