@@ -1,0 +1,27 @@
+"""The Python API: the example in docs/api.md runs as written."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+import genkit
+from genkit.errors import GenkitError
+
+DOC = Path(__file__).parent.parent / "docs" / "api.md"
+
+
+def test_the_documented_example_runs(tmp_path, monkeypatch):
+    (code,) = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, str(DOC), "exec"), {})
+    assert (tmp_path / "runs" / "api-example" / "checkpoint.pt").is_file()
+    assert genkit.load(tmp_path / "runs" / "api-example").step == 400
+
+
+def test_train_refuses_a_folder_that_holds_a_run_and_bad_keys(tmp_path):
+    genkit.train("toy2d", out=tmp_path / "run", steps=4, network__width=16, network__depth=1, train__batch_size=32)
+    with pytest.raises(GenkitError, match="already holds a run"):
+        genkit.train("toy2d", out=tmp_path / "run", steps=4)
+    with pytest.raises(GenkitError, match=r"unknown key 'train.learning_rate' \(genkit.train\(train__learning_rate=...\)\)"):
+        genkit.train("toy2d", out=tmp_path / "other", train__learning_rate=1e-3)
