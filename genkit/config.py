@@ -20,6 +20,7 @@ else:  # pragma: no cover
 
 from genkit.errors import GenkitError
 from genkit.schema import (
+    Check,
     Component,
     Parser,
     at_least,
@@ -34,6 +35,9 @@ from genkit.schema import (
 )
 
 __all__ = ["Component", "Config", "Layers", "load_config", "resolve", "to_toml"]
+
+
+device_name = Check(lambda v: re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v) is not None, "must be auto, cpu, mps, cuda or cuda:N")
 
 
 @dataclass
@@ -61,11 +65,7 @@ class TrainConfig:
     checkpoint_every: int = option(1000, "steps between checkpoints (one is also written at the end)", positive)
     eval_every: int = option(0, "steps between sample-quality evaluations; 0 disables", non_negative)
     eval_samples: int = option(2000, "samples per evaluation during training", positive)
-    device: str = option("auto", "auto | cpu | mps | cuda | cuda:N")
-
-    def __post_init__(self):
-        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
-            raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:N, got '{self.device}'")
+    device: str = option("auto", "auto | cpu | mps | cuda | cuda:N", device_name)
 
 
 @dataclass
@@ -109,6 +109,8 @@ class Layers:
     def __init__(self):
         self.data: dict[str, Any] = {}
         self.origin: dict[str, str] = {}
+        self._order: dict[str, int] = {}  # dotted key -> when it was last set
+        self._sets = 0
 
     def add(self, values: dict[str, Any], source: str) -> None:
         self._merge(self.data, values, source, prefix="")
@@ -125,12 +127,19 @@ class Layers:
                 into[key] = value
                 self._forget(dotted)
                 self.origin[dotted] = source
+                self._sets += 1
+                self._order[dotted] = self._sets
 
     def _forget(self, dotted: str) -> None:
         for key in [k for k in self.origin if k.startswith(dotted + ".")]:
-            del self.origin[key]
+            del self.origin[key], self._order[key]
 
     def source_of(self, dotted: str) -> str:
+        """The layer that set ``dotted``; for a table, the latest layer that set a key in it (the
+        one that made it what it is); for a key no layer set, the layer of the table around it."""
+        candidates = [key for key in self.origin if key == dotted or key.startswith(dotted + ".")]
+        if candidates:
+            return self.origin[max(candidates, key=self._order.__getitem__)]
         while dotted and dotted not in self.origin:
             dotted = dotted.rpartition(".")[0]
         return self.origin.get(dotted, "defaults")

@@ -15,6 +15,7 @@ string naming it with its default options. ``None`` is written by leaving the ke
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import MISSING, dataclass
@@ -134,7 +135,13 @@ class Parser:
         try:
             return cls(**kwargs)
         except (TypeError, ValueError) as error:
-            raise GenkitError(f"{prefix or 'config'}: {error}{self.where(prefix)}") from None
+            raise GenkitError(f"{prefix or 'config'}: {error}{self._sources_of_fields(prefix, fields, str(error))}") from None
+
+    def _sources_of_fields(self, prefix: str, fields: dict, message: str) -> str:
+        """Where the fields a cross-field error names came from: ' (preset x, --set y)'."""
+        named = [name for name in fields if re.search(rf"\b{re.escape(name)}\b", message)] or [""]
+        sources = dict.fromkeys(s for s in (self.source(_join(prefix, n) if n else prefix) for n in named) if s)
+        return f" ({', '.join(sources)})" if sources else ""
 
     def value(self, value: Any, hint: Any, dotted: str, metadata: Any = None) -> Any:
         metadata = metadata or {}

@@ -38,6 +38,16 @@ def tiny_config(registries):
     return make
 
 
+def build_for_training(config, registries, device=None):
+    """``build`` then ``method.prepare_training()``, as the Trainer does: the method with the parts
+    only training needs (curriculum, index schedule, teacher, loss)."""
+    from genkit.build import build
+
+    built = build(config, registries, device)
+    built.method.prepare_training()
+    return built
+
+
 def straight_and_resumed(config, registries, folder, stop_at: int):
     """Train ``config`` straight through, and again stopped at ``stop_at`` then resumed in a new
     Trainer (as after a kill); returns both trainers for comparison."""

@@ -124,7 +124,7 @@ def test_bench_end_to_end_writes_everything_and_the_table_equals_the_json(tiny_p
     results = json.loads((out / "results.json").read_text())
     assert [r["name"] for r in results["runs"]] == ["edm", "cd", "ict", "ct"]
     for run in results["runs"]:
-        assert RunFolder(run["folder"]).has_checkpoint() and run["step"] == 30
+        assert RunFolder(out / run["folder"]).has_checkpoint() and run["step"] == 30
         assert [p["step"] for p in run["curve"]] == [10, 20, 30]
         for scored in run["scores"]:
             assert (out / scored["picture"]).is_file()
@@ -169,7 +169,7 @@ def test_bench_end_to_end_writes_everything_and_the_table_equals_the_json(tiny_p
     assert "![metric against training step](curves.png)" in report and "pictures/ict-seed0-1nfe.png" in report
 
     # rerunning with the same --out trains nothing and gives the same numbers
-    checkpoint = Path(nfe["ict"]["folder"]) / "checkpoint.pt"
+    checkpoint = out / nfe["ict"]["folder"] / "checkpoint.pt"
     before = checkpoint.stat().st_mtime_ns
     again = invoke("bench", "cd-vs-ict", "--preset", tiny_preset, "--out", out)
     assert again.exit_code == 0, again.output
@@ -230,7 +230,7 @@ def test_toy2d_is_the_default_and_its_budget_is_the_same_for_every_method():
     planned = bench_runner.plan(spec, Path("/tmp/unused"), plugins.registries())
     assert {(p.config.train.steps, p.config.train.batch_size) for p in planned} == {(spec.steps, spec.batch_size)}
     cd = next(p for p in planned if p.run.name == "cd")
-    assert cd.config.methods["cd"].teacher == str(Path("/tmp/unused/runs/seed0/edm"))
+    assert cd.config.methods["cd"].teacher.options.run == Path("/tmp/unused/runs/seed0/edm")
     assert {p.config.sample.multistep_sigmas[0] for p in planned} == {spec.two_step_sigma}
 
 
@@ -252,7 +252,8 @@ def test_cifar10_plan_carries_the_papers_settings(tmp_path):
     result = invoke("bench", "cd-vs-ict", "--preset", "cifar10", "--dry-run", "--out", tmp_path)
     text = " ".join(result.output.split())
     assert "400000 steps x batch 1024" in text and "2-step level 0.821" in text
-    assert "s0=10, s1=1280" in text and "num_levels=18" in text and "s0=2, s1=150, mu0=0.9" in text
+    assert "curriculum=doubling(s0=10, s1=1280)" in text and "curriculum=constant(num_levels=18)" in text
+    assert re.search(r"curriculum=sqrt\(s0=2, s1=150\),[^:]* mu0=0\.9", text)  # CT's method line
     assert "evaluation EMA 0.99993" in text and "lr 0.0004" in text and "lr 0.0001" in text
 
 

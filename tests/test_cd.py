@@ -16,10 +16,12 @@ from genkit.errors import GenkitError
 from genkit.evaluation import draw_samples
 from genkit.maths import euler_step, heun_step, karras_sigmas
 from genkit.methods.consistency import draw_indices
+from genkit.schema import Component, Parser
 from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder
+from genkit_consistency.curricula import ConstantCurriculum
 
-from conftest import TINY, assert_same_tensors, straight_and_resumed
+from conftest import TINY, assert_same_tensors, build_for_training, straight_and_resumed
 
 runner = CliRunner()
 
@@ -40,7 +42,7 @@ def edm_run(registries, tmp_path_factory):
 
 
 def cd_config(tiny_config, teacher, steps=20, extra=()):
-    return tiny_config("cd", steps=steps, extra=[f"methods.cd.teacher='{teacher}'", *extra])
+    return tiny_config("cd", steps=steps, extra=[f"methods.cd.teacher.run='{teacher}'", *extra])
 
 
 # ----------------------------------------------------------------------------- the teacher
@@ -52,7 +54,7 @@ def test_edm_heun_teacher_is_registered_with_two_evaluations(registries):
 
 
 def test_teacher_target_is_one_heun_step_of_its_ema_denoiser(tiny_config, registries, edm_run):
-    method = build(cd_config(tiny_config, edm_run), registries).method
+    method = build_for_training(cd_config(tiny_config, edm_run), registries).method
     teacher = method.teacher
     ema = load_trained(edm_run, registries, torch.device("cpu")).model
     for name, value in ema.state_dict().items():
@@ -67,7 +69,7 @@ def test_teacher_step_follows_the_exact_ode_of_gaussian_data(tiny_config, regist
     # x(sigma) = m + (x - m) sqrt((s^2 + sigma^2) / (s^2 + sigma_hi^2)): one Heun step per pair of
     # CD's 18 levels lands close to it, closer than an Euler step.
     m, s = torch.tensor([0.3, -0.2], dtype=torch.float64), 0.5
-    teacher = build(cd_config(tiny_config, edm_run), registries).method.teacher
+    teacher = build_for_training(cd_config(tiny_config, edm_run), registries).method.teacher
     teacher.denoiser = lambda x, sigma: (s**2 * x + sigma[:, None] ** 2 * m) / (s**2 + sigma[:, None] ** 2)
     sigmas = karras_sigmas(18)
     x_hi = m + torch.randn(17, 2, dtype=torch.float64) * (s**2 + sigmas[1:, None] ** 2).sqrt()
@@ -81,7 +83,7 @@ def test_teacher_step_follows_the_exact_ode_of_gaussian_data(tiny_config, regist
 
 
 def test_teacher_weights_stay_out_of_the_state_dict_and_are_frozen(tiny_config, registries, edm_run):
-    method = build(cd_config(tiny_config, edm_run), registries).method
+    method = build_for_training(cd_config(tiny_config, edm_run), registries).method
     assert all(key.startswith("model.") for key in method.state_dict())
     assert not any(p.requires_grad for p in method.teacher.denoiser.parameters())
     assert {p.device for p in method.teacher.denoiser.parameters()} == {torch.device("cpu")}
@@ -92,7 +94,7 @@ def test_teacher_weights_stay_out_of_the_state_dict_and_are_frozen(tiny_config, 
 
 
 def test_student_starts_from_the_teachers_ema_weights(tiny_config, registries, edm_run):
-    method = build(cd_config(tiny_config, edm_run), registries).method
+    method = build_for_training(cd_config(tiny_config, edm_run), registries).method
     teacher_net = load_trained(edm_run, registries, torch.device("cpu")).model.net.state_dict()
     student_net = method.model.net.state_dict()
     assert student_net.keys() == teacher_net.keys()
@@ -102,7 +104,7 @@ def test_student_starts_from_the_teachers_ema_weights(tiny_config, registries, e
 
 
 def test_cd_uses_a_constant_curriculum_and_uniform_indices(tiny_config, registries, edm_run):
-    method = build(cd_config(tiny_config, edm_run, extra=["methods.cd.num_levels=40"]), registries).method
+    method = build_for_training(cd_config(tiny_config, edm_run, extra=["methods.cd.curriculum.num_levels=40"]), registries).method
     assert [method.curriculum.num_levels(k) for k in (0, 1, 19, 20, 10**6)] == [40] * 5
     p = method.noise_schedule.index_probabilities(karras_sigmas(40))
     torch.testing.assert_close(p, torch.full((39,), 1 / 39, dtype=torch.float64))
@@ -111,12 +113,14 @@ def test_cd_uses_a_constant_curriculum_and_uniform_indices(tiny_config, registri
 
 
 def test_cd_defaults_follow_the_paper(registries):
-    options = registries.methods.get("cd").Config()
-    assert (options.num_levels, options.loss, options.target_ema, options.weighting) == (18, "lpips", 0.0, "uniform")
+    # an empty methods.cd table: every part at its default, with the default's options filled in
+    options = Parser(registries).options(registries.methods.get("cd"), {}, "methods.cd")
+    assert options.curriculum == Component("constant", ConstantCurriculum.Config(num_levels=18))
+    assert (options.loss.name, options.target_ema, options.weighting) == ("lpips", 0.0, "uniform")
 
 
 def test_cd_loss_equals_hand_assembled_loss(tiny_config, registries, edm_run):
-    method = build(cd_config(tiny_config, edm_run), registries).method
+    method = build_for_training(cd_config(tiny_config, edm_run), registries).method
     x = torch.randn(32, 2)
     torch.manual_seed(5)
     loss, _ = method.loss(x, step=3)
@@ -135,9 +139,9 @@ def test_cd_loss_equals_hand_assembled_loss(tiny_config, registries, edm_run):
 
 
 def test_target_network_follows_the_student_at_rate_mu(tiny_config, registries, edm_run):
-    assert build(cd_config(tiny_config, edm_run), registries).method.target is None  # mu = 0
+    assert build_for_training(cd_config(tiny_config, edm_run), registries).method.target is None  # mu = 0
 
-    method = build(cd_config(tiny_config, edm_run, extra=["methods.cd.target_ema=0.95"]), registries).method
+    method = build_for_training(cd_config(tiny_config, edm_run, extra=["methods.cd.target_ema=0.95"]), registries).method
     before = [p.clone() for p in method.target.parameters()]
     with torch.no_grad():
         for p in method.model.parameters():
@@ -149,7 +153,7 @@ def test_target_network_follows_the_student_at_rate_mu(tiny_config, registries, 
 
 def test_a_different_dropout_rate_is_allowed(tiny_config, registries, edm_run):
     # CIFAR-10: the teacher trained with dropout 0.13, CD distils it with dropout 0.
-    build(cd_config(tiny_config, edm_run, extra=["network.dropout=0.1"]), registries)
+    build_for_training(cd_config(tiny_config, edm_run, extra=["network.dropout=0.1"]), registries)
 
 
 def test_resumed_cd_run_with_target_ema_equals_uninterrupted_run(tiny_config, registries, edm_run, tmp_path):
@@ -165,40 +169,40 @@ def test_resumed_cd_run_with_target_ema_equals_uninterrupted_run(tiny_config, re
 
 def test_missing_teacher_is_a_clear_error(tiny_config, registries):
     with pytest.raises(GenkitError, match="needs a teacher: pass --teacher RUN"):
-        build(tiny_config("cd"), registries)
+        build_for_training(tiny_config("cd"), registries)
 
 
 def test_teacher_folder_that_does_not_exist(tiny_config, registries, tmp_path):
     with pytest.raises(GenkitError, match="teacher run folder not found: .*nowhere"):
-        build(cd_config(tiny_config, tmp_path / "nowhere"), registries)
+        build_for_training(cd_config(tiny_config, tmp_path / "nowhere"), registries)
 
 
 def test_teacher_that_is_not_an_edm_run(tiny_config, registries, tmp_path):
     ict_run = train_tiny(tiny_config, registries, tmp_path / "ict", method="ict")
     with pytest.raises(GenkitError, match="trained with method 'ict'; the teacher must be an 'edm' run"):
-        build(cd_config(tiny_config, ict_run), registries)
+        build_for_training(cd_config(tiny_config, ict_run), registries)
 
 
 def test_teacher_folder_without_a_checkpoint(tiny_config, registries, tmp_path):
     RunFolder(tmp_path / "empty").write_config(tiny_config("edm"))
     with pytest.raises(GenkitError, match="has no checkpoint yet"):
-        build(cd_config(tiny_config, tmp_path / "empty"), registries)
+        build_for_training(cd_config(tiny_config, tmp_path / "empty"), registries)
 
 
 def test_mismatched_network_size(tiny_config, registries, edm_run):
     with pytest.raises(GenkitError, match=r"does not match the teacher's \(network.width is 32 in the teacher, 16 here\).*network.width=32"):
-        build(cd_config(tiny_config, edm_run, extra=["network.width=16"]), registries)
+        build_for_training(cd_config(tiny_config, edm_run, extra=["network.width=16"]), registries)
 
 
 def test_mismatched_network_hyperparameter(tiny_config, registries, edm_run):
     with pytest.raises(GenkitError, match="network.noise_multiplier is 1.0 in the teacher, 2.0 here"):
-        build(cd_config(tiny_config, edm_run, extra=["network.noise_multiplier=2.0"]), registries)
+        build_for_training(cd_config(tiny_config, edm_run, extra=["network.noise_multiplier=2.0"]), registries)
 
 
 def test_mismatched_setting_that_lives_in_a_buffer(tiny_config, registries, edm_run):
     # the Fourier scale only shapes a random buffer: the config comparison must catch it
     with pytest.raises(GenkitError, match="network.fourier_scale is 0.02 in the teacher, 16.0 here"):
-        build(cd_config(tiny_config, edm_run, extra=["network.fourier_scale=16.0"]), registries)
+        build_for_training(cd_config(tiny_config, edm_run, extra=["network.fourier_scale=16.0"]), registries)
 
 
 def test_finished_cd_run_samples_without_its_teacher_folder(tiny_config, registries, edm_run, tmp_path):
@@ -223,8 +227,9 @@ class OtherNet(nn.Module):
 def test_different_network_kind(tiny_config, registries, edm_run):
     config = cd_config(tiny_config, edm_run)
     ctx = build(config, registries).ctx
+    method = registries.methods.get("cd")(config.method_options, ctx, OtherNet())
     with pytest.raises(GenkitError, match="the teacher's network is 'mlp', this run's is 'OtherNet'"):
-        registries.methods.get("cd")(config.method_options, ctx, OtherNet())
+        method.prepare_training()  # the student starts from the teacher's weights here
 
 
 def test_unknown_metric_name(tiny_config, registries, edm_run):
@@ -233,7 +238,7 @@ def test_unknown_metric_name(tiny_config, registries, edm_run):
 
 
 def test_target_ema_out_of_range(tiny_config, registries, edm_run):
-    with pytest.raises(GenkitError, match="target_ema must be in"):
+    with pytest.raises(GenkitError, match=r"methods.cd.target_ema must be in \[0, 1\), got 1.0"):
         build(cd_config(tiny_config, edm_run, extra=["methods.cd.target_ema=1.0"]), registries)
 
 
@@ -246,7 +251,7 @@ def tiny_flags():
 
 def test_teacher_flag_is_only_for_cd(edm_run, tmp_path):
     result = runner.invoke(build_app(), ["train", "--method", "ict", "--teacher", str(edm_run), "--out", str(tmp_path / "x")])
-    assert result.exit_code == 1 and "--teacher is for --method cd" in result.output
+    assert result.exit_code == 1 and "--teacher: method 'ict' takes no teacher run" in result.output
     result = runner.invoke(build_app(), ["train", "--method", "cd", "--teacher", str(tmp_path / "nope"), "--out", str(tmp_path / "y")])
     assert result.exit_code == 1 and "teacher run folder not found" in result.output
     assert "Traceback" not in result.output
@@ -260,7 +265,7 @@ def test_cd_trains_from_the_command_line_and_samples_at_one_and_two_steps(edm_ru
     result = runner.invoke(build_app(), args)
     assert result.exit_code == 0, result.output
     saved = tomllib.loads((out / "config.toml").read_text())
-    assert saved["methods"]["cd"]["teacher"] == str(edm_run.resolve())
+    assert saved["methods"]["cd"]["teacher"] == {"name": "edm-heun", "run": str(edm_run.resolve())}
     monkeypatch.chdir(tmp_path)
     for steps in ("1", "2"):
         result = runner.invoke(build_app(), ["sample", str(out), "--steps", steps])
@@ -272,7 +277,7 @@ def test_cd_trains_from_the_command_line_and_samples_at_one_and_two_steps(edm_ru
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cd_on_cuda_loads_the_teacher_onto_the_device(tiny_config, registries, edm_run):
-    method = build(cd_config(tiny_config, edm_run, extra=["train.device='cuda'"]), registries).method
+    method = build_for_training(cd_config(tiny_config, edm_run, extra=["train.device='cuda'"]), registries).method
     assert {p.device.type for p in method.teacher.denoiser.parameters()} == {"cuda"}
     assert {p.device.type for p in method.model.parameters()} == {"cuda"}
     loss, _ = method.loss(torch.randn(16, 2, device="cuda"), step=1)

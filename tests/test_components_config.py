@@ -367,3 +367,16 @@ def test_plugins_lists_package_version_and_commands():
     assert rows["bench"]["commands"] == ["bench"] and rows["bench"]["distribution"] == "genkit"
     assert rows["optim"]["registers"] == {"optimizers": ["radam", "adam"], "lr_schedules": ["constant", "warmup"]}
     assert rows["ict"]["version"] == importlib.metadata.version("genkit")
+
+
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        ("methods.ct.curriculum.s1=1", r"methods.ct.curriculum: s1 \(1\) must not be smaller than s0 \(2\) \(preset toy2d, --set methods.ct.curriculum.s1=1\)"),
+        ("noise.sigma_max=0.001", r"noise: sigma_max \(0.001\) must be larger than sigma_min \(0.002\) \(preset toy2d, --set noise.sigma_max=0.001\)"),
+        ("foo.bar=1", r"unknown key 'foo' \(--set foo.bar=1\)"),
+    ],
+)
+def test_errors_name_the_layers_that_set_the_keys_involved(registries, assignment, message):
+    with pytest.raises(GenkitError, match=message):
+        tiny(registries, "ct", extra=[assignment])

@@ -4,6 +4,7 @@ import pytest
 
 from genkit import config as configuration
 from genkit.errors import GenkitError
+from genkit.schema import to_plain
 
 
 def test_precedence_preset_file_set_flag(registries, tmp_path):
@@ -75,12 +76,12 @@ def test_ranges_are_checked(registries):
 
 
 def test_resolved_config_round_trips_through_toml(registries, tmp_path):
-    config = configuration.load_config(registries, "toy2d", assignments=["methods.ict.s0=4", "data.name='moons'"])
+    config = configuration.load_config(registries, "toy2d", assignments=["methods.ict.curriculum.s0=4", "data.name='moons'"])
     path = tmp_path / "config.toml"
-    path.write_text(configuration.to_toml(config.to_dict()))
+    path.write_text(configuration.to_toml(to_plain(config)))
     again = configuration.load_config(registries, preset=None, config_file=path)
     assert again == config
-    assert again.methods["ict"].s0 == 4 and again.data.name == "moons"
+    assert again.methods["ict"].curriculum.options.s0 == 4 and again.data.name == "moons"
 
 
 @pytest.mark.parametrize(
@@ -105,9 +106,9 @@ def test_parse_assignment_needs_an_equals_sign():
 @pytest.mark.parametrize(
     "assignment, message",
     [
-        ("train.device='gpu0'", "train.device must be auto, cpu, mps, cuda or cuda:N"),
-        ("train.betas=[0.9]", "train.betas must be two numbers"),
-        ("train.betas=[0.9, 1.5]", "train.betas must be two numbers"),
+        ("train.device='gpu0'", r"train.device must be auto, cpu, mps, cuda or cuda:N, got 'gpu0' \(--set train.device='gpu0'\)"),
+        ("train.optimizer.betas=[0.9]", r"train.optimizer.betas must be a list of 2 values, got \[0.9\]"),
+        ("train.optimizer.betas=[0.9, 1.5]", r"train.optimizer.betas must be two numbers in \[0, 1\)"),
         ("sample.multistep_sigmas=[0.001]", "must lie between noise.sigma_min and noise.sigma_max"),
         ("sample.multistep_sigmas=[0.5, 2.0]", "must descend"),
         ("sample.heun_levels=1", "heun_levels must be at least 2"),

@@ -13,14 +13,15 @@ from genkit.cli.main import build_app
 from genkit.errors import GenkitError
 from genkit.maths import karras_sigmas
 from genkit.methods.consistency import draw_indices
+from genkit.schema import Component, Parser
 from genkit.training.run import RunFolder
 from genkit_consistency.curricula import SquareRootCurriculum
 from genkit_ct.method import ct_target_rate
 
-from conftest import TINY, assert_same_tensors, straight_and_resumed
+from conftest import TINY, assert_same_tensors, build_for_training, straight_and_resumed
 
 runner = CliRunner()
-CIFAR10 = ["methods.ct.s0=2", "methods.ct.s1=150"]  # the paper's curriculum (toy2d sets s1 = 40)
+CIFAR10 = ["methods.ct.curriculum.s0=2", "methods.ct.curriculum.s1=150"]  # the paper's curriculum (toy2d sets s1 = 40)
 
 
 def sqrt_curriculum(s0, s1, total):
@@ -69,12 +70,14 @@ def test_target_rate_of_mu0_zero_is_zero():
 
 
 def test_ct_defaults_follow_the_paper(registries):
-    options = registries.methods.get("ct").Config()
-    assert (options.s0, options.s1, options.mu0, options.loss, options.weighting) == (2, 150, 0.9, "lpips", "uniform")
+    # an empty methods.ct table: every part at its default, with the default's options filled in
+    options = Parser(registries).options(registries.methods.get("ct"), {}, "methods.ct")
+    assert options.curriculum == Component("sqrt", SquareRootCurriculum.Config(s0=2, s1=150))
+    assert (options.mu0, options.loss.name, options.weighting) == (0.9, "lpips", "uniform")
 
 
 def test_ct_parts(tiny_config, registries):
-    method = build(tiny_config("ct", steps=800, extra=CIFAR10), registries).method
+    method = build_for_training(tiny_config("ct", steps=800, extra=CIFAR10), registries).method
     assert method.teacher.evaluations_per_sample == 0  # the data teacher
     assert [method.curriculum.num_levels(k) for k in (0, 400, 800)] == [2, 107, 151]
     p = method.noise_schedule.index_probabilities(karras_sigmas(107))
@@ -85,7 +88,7 @@ def test_ct_parts(tiny_config, registries):
 
 
 def test_ct_loss_equals_hand_assembled_loss(tiny_config, registries):
-    method = build(tiny_config("ct", steps=800, extra=CIFAR10), registries).method
+    method = build_for_training(tiny_config("ct", steps=800, extra=CIFAR10), registries).method
     with torch.no_grad():  # make the target differ from the student
         for p in method.target.parameters():
             p.mul_(0.5)
@@ -106,7 +109,7 @@ def test_ct_loss_equals_hand_assembled_loss(tiny_config, registries):
 
 
 def test_after_step_moves_the_target_at_rate_mu_of_k(tiny_config, registries):
-    method = build(tiny_config("ct", steps=800, extra=CIFAR10), registries).method
+    method = build_for_training(tiny_config("ct", steps=800, extra=CIFAR10), registries).method
     before = [p.clone() for p in method.target.parameters()]
     with torch.no_grad():
         for p in method.model.parameters():
@@ -128,22 +131,23 @@ def test_resumed_ct_run_equals_uninterrupted_run(tiny_config, registries, tmp_pa
 # ----------------------------------------------------------------------------- bad input
 
 
-def test_nonsense_curricula_are_clear_errors():
-    with pytest.raises(GenkitError, match=r"s1 \(1\) must not be smaller than s0 \(2\)"):
+def test_nonsense_curricula_are_clear_errors(tiny_config):
+    with pytest.raises(ValueError, match=r"s1 \(1\) must not be smaller than s0 \(2\)"):
         sqrt_curriculum(2, 1, 100)
     with pytest.raises(GenkitError, match="K = total training steps >= 1, got 0"):
         sqrt_curriculum(2, 150, 0)
-    with pytest.raises(GenkitError, match="s0 must be at least 1"):
-        sqrt_curriculum(0, 150, 100)
+    # per-option range checks run when the options are read from config
+    with pytest.raises(GenkitError, match="methods.ct.curriculum.s0 must be at least 1, got 0"):
+        tiny_config("ct", extra=["methods.ct.curriculum.s0=0"])
 
 
 def test_nonsense_curriculum_fails_at_build_time(tiny_config, registries):
-    with pytest.raises(GenkitError, match="s1"):
-        build(tiny_config("ct", extra=["methods.ct.s1=1"]), registries)
+    with pytest.raises(GenkitError, match=r"methods.ct.curriculum: s1 \(1\) must not be smaller than s0 \(2\)"):
+        build_for_training(tiny_config("ct", extra=["methods.ct.curriculum.s1=1"]), registries)
 
 
 def test_mu0_out_of_range(tiny_config, registries):
-    with pytest.raises(GenkitError, match="mu0 must be in"):
+    with pytest.raises(GenkitError, match=r"methods.ct.mu0 must be in \[0, 1\), got 1.5"):
         build(tiny_config("ct", extra=["methods.ct.mu0=1.5"]), registries)
 
 
@@ -154,7 +158,7 @@ def test_mu0_zero_means_no_target_copy(tiny_config, registries):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--set", "methods.ct.s1=1"], "curriculum s1 (1) must not be smaller than s0 (2)"),
+        (["--set", "methods.ct.curriculum.s1=1"], "methods.ct.curriculum: s1 (1) must not be smaller than s0 (2)"),
         (["--steps", "0"], "train.steps must be positive"),
         (["--set", "methods.ct.loss=no-such-metric"], "'no-such-metric'"),
     ],
@@ -175,7 +179,7 @@ def test_bad_ct_settings_fail_before_training_with_one_line(tmp_path, args, mess
 def test_ct_trains_and_samples_at_one_and_two_steps_from_the_command_line(tmp_path):
     out = tmp_path / "ct"
     sets = [part for item in TINY for part in ("--set", item)]
-    args = ["train", "--method", "ct", "--steps", "12", "--out", str(out), *sets, "--set", "methods.ct.s1=150"]
+    args = ["train", "--method", "ct", "--steps", "12", "--out", str(out), *sets, "--set", "methods.ct.curriculum.s1=150"]
     result = runner.invoke(build_app(), args)
     assert result.exit_code == 0, result.output
     logged = [r["num_levels"] for r in RunFolder(out).metrics() if "num_levels" in r]

@@ -31,6 +31,8 @@ class GrowthOptions:
     s1: int = option(150, "final number of discretization steps", at_least(1))
 
     def __post_init__(self):
+        if self.s0 < 1:  # also when built in Python without the config parser's field checks
+            raise ValueError(f"s0 must be at least 1, got {self.s0}")
         if self.s1 < self.s0:
             raise ValueError(f"s1 ({self.s1}) must not be smaller than s0 ({self.s0})")
 
