@@ -7,3 +7,7 @@ class GenkitError(Exception):
 
 class TrainingInterrupted(GenkitError):
     """Raised after a clean stop (Ctrl-C, SIGTERM): the last checkpoint holds everything."""
+
+
+class TrainingDiverged(GenkitError):
+    """The loss became NaN or infinite; the last good checkpoint was kept."""

@@ -104,7 +104,7 @@ def test_corrupt_checkpoint_and_sample_steps_errors(tmp_path):
     invoke("train", "--steps", "3", "--out", out, *tiny_flags())
     assert_user_error(invoke("sample", out, "--steps", "5"), "5-step sampling needs 4 levels")
     (out / "checkpoint.pt").write_bytes(b"garbage")
-    assert_user_error(invoke("sample", out), "cannot read checkpoint")
+    assert_user_error(invoke("sample", out), "is not a genkit checkpoint")
     assert_user_error(invoke("sample", tmp_path), "not a genkit run folder")
 
 

@@ -63,7 +63,7 @@ def test_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(tiny_config, 
     config = tiny_config("ict", steps=20, extra=["train.checkpoint_every=5"])
     trainer = Trainer(config, RunFolder(tmp_path), registries)
     interrupt_inside_step(trainer, at_step=7, times=2)
-    with pytest.raises(TrainingInterrupted, match="stopped mid-step; the last checkpoint is intact"):
+    with pytest.raises(TrainingInterrupted, match=r"stopped at once; the last checkpoint \(step 5\) is intact"):
         trainer.train()
     assert Trainer(config, RunFolder(tmp_path), registries, resume=True).step == 5
 
@@ -90,14 +90,15 @@ def test_checkpoint_load_refuses_pickled_code(tmp_path):
 
     path = tmp_path / "evil.pt"
     torch.save({"x": Payload()}, path)
-    with pytest.raises(GenkitError, match="cannot read checkpoint"):
+    with pytest.raises(GenkitError, match="holds code or objects genkit will not load") as error:
         checkpoint.load(path)
+    assert "weights_only=False" not in str(error.value)  # no advice to run the payload
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     path = tmp_path / "checkpoint.pt"
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(GenkitError, match="cannot read checkpoint"):
+    with pytest.raises(GenkitError, match=r"is not a genkit checkpoint \(not a torch save file, or damaged\)"):
         checkpoint.load(path)
 
 

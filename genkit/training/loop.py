@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import threading
 import time
@@ -14,9 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from genkit.build import build
 from genkit.config import Config
-from genkit.errors import GenkitError, TrainingInterrupted  # noqa: F401  (re-exported)
+from genkit.errors import GenkitError, TrainingDiverged, TrainingInterrupted  # noqa: F401  (re-exported)
 from genkit.evaluation import build_evaluators, draw_samples, reference_data, score
-from genkit.training import checkpoint, rng
+from genkit.training import checkpoint, lock, rng
 from genkit.training.distributed import Distributed
 from genkit.training.ema import EMA
 from genkit.training.run import RunFolder
@@ -42,11 +43,34 @@ def training_progress(console=None, disable: bool = False) -> Progress:
 
 
 class Trainer:
+    """Trains one run in its folder, which it holds locked (rank 0) until ``train`` returns or
+    ``close`` is called, so no second process can write into it meanwhile."""
+
     def __init__(self, config: Config, run: RunFolder, registries, resume: bool = False):
         self.config = config
         self.run = run
         self.registries = registries
         self.dist = Distributed.from_environment()
+        self._locked = self.dist.is_main
+        if self.dist.is_main:
+            lock.acquire(run.path)
+        try:
+            self._start(resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Give up the run folder's lock (train() does this when it returns)."""
+        if self._locked:
+            lock.release(self.run.path)
+            self._locked = False
+
+    def _start(self, resume: bool) -> None:
+        config, run, registries = self.config, self.run, self.registries
+        if self.dist.is_main:  # checked again under the lock: another process may have just finished
+            run.check_new() if not resume else None
+            run.remove_partial_checkpoints()
         self.device = self.dist.device(config.train.device)
         self.batch_size = self.dist.local_batch_size(config.train.batch_size)
         torch.manual_seed(config.seed)  # the initial weights depend on the seed alone
@@ -62,6 +86,7 @@ class Trainer:
         self.step = 0  # iterations done; the next one is k = step
         self.elapsed = 0.0
         self.window = LogWindow(self.device)
+        self.saved_step = 0  # the step of the checkpoint on disk (0: none yet)
         if resume:
             self.restore()
             if self.dist.is_main:  # --resume --steps N extends the run: its config says so
@@ -85,13 +110,29 @@ class Trainer:
         }
 
     def save(self) -> None:
+        self.check_finite()  # never overwrite a good checkpoint with diverged weights
         state = self.state()  # collective: every rank takes part
         if self.dist.is_main:
             checkpoint.save_atomic(state, self.run.checkpoint_path)
         self.dist.barrier()
+        self.saved_step = self.step
+
+    def check_finite(self) -> None:
+        """Stop with the last good checkpoint kept once any loss since the last check was NaN or
+        infinite (checked at log lines and before saves, so steps need no device sync)."""
+        if self.dist.mean(self.window.nonfinite.float()).item() == 0:
+            return
+        kept = f"the last good checkpoint (step {self.saved_step}) is kept" if self.saved_step else "no checkpoint was written"
+        raise TrainingDiverged(
+            f"training diverged: a loss was NaN or infinite by step {self.step}; {kept} in {self.run.path}. "
+            f"Lower train.lr or set train.grad_clip"
+        )
 
     def restore(self) -> None:
         state = checkpoint.load(self.run.checkpoint_path, map_location=self.device)
+        difference = checkpoint.mismatch(self.method, state.get("method", {}))
+        if difference:
+            raise GenkitError(f"checkpoint {self.run.checkpoint_path} does not match this run's config: {difference}")
         try:
             self.method.load_state_dict(state["method"])
             self.ema.load_state_dict(state["ema"])
@@ -100,12 +141,13 @@ class Trainer:
             self.window.load_state_dict(state["log_window"])
             streams = state["rng"]
         except (KeyError, RuntimeError, ValueError) as error:
-            raise GenkitError(f"checkpoint {self.run.checkpoint_path} does not match this run's config: {str(error).splitlines()[0]}") from None
+            raise GenkitError(f"checkpoint {self.run.checkpoint_path} does not match this run's config: {checkpoint.first_line(error)}") from None
         if len(streams) != self.dist.world_size:
             raise GenkitError(f"the checkpoint was written by {len(streams)} process(es); resume it with as many, not {self.dist.world_size}")
         if self.step > self.config.train.steps:
             raise GenkitError(f"{self.run.path} has done {self.step} steps, more than train.steps = {self.config.train.steps}")
         rng.set_all(streams[self.dist.rank], self.device)
+        self.saved_step = self.step
         if self.dist.is_main:
             self.run.truncate_metrics(self.step)
 
@@ -143,6 +185,19 @@ class Trainer:
         stops at once, leaving the previous checkpoint as it was. Pass a ``progress`` to draw
         this run's bar inside a caller's display (the bench does).
         """
+        if self.dist.is_main and not self._locked:
+            lock.acquire(self.run.path)
+            self._locked = True
+        try:
+            self._train(until, progress, on_log)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(
+                f"stopped at once; the last checkpoint (step {self.saved_step}) is intact: {resume_command(self.run.path)}"
+            ) from None
+        finally:
+            self.close()
+
+    def _train(self, until: int | None, progress: Progress | None, on_log: Callable | None) -> None:
         total = self.config.train.steps
         until = min(until or total, total)
         own_progress = progress is None
@@ -151,18 +206,12 @@ class Trainer:
             task = progress.add_task(self.config.method, total=total, completed=self.step, loss="-", speed="-")
             try:
                 self._loop(until, progress, task, on_log, stop)
-            except KeyboardInterrupt:
-                raise TrainingInterrupted(
-                    f"stopped mid-step; the last checkpoint is intact: genkit train --resume --out {self.run.path}"
-                ) from None
             finally:
                 if not own_progress:
                     progress.remove_task(task)
-        self.save()
+            self.save()  # inside StopRequest: a Ctrl-C now waits for the save to finish
         if stop.requested:
-            raise TrainingInterrupted(
-                f"interrupted at step {self.step}; continue with: genkit train --resume --out {self.run.path}"
-            )
+            raise TrainingInterrupted(f"interrupted at step {self.step}; continue with: {resume_command(self.run.path)}")
 
     def _loop(self, until: int, progress: Progress, task, on_log, stop: "StopRequest") -> None:
         cfg = self.config.train
@@ -170,6 +219,7 @@ class Trainer:
         while self.step < until and not stop.requested:
             logs = self.train_step()
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                self.check_finite()
                 mean_loss = self.dist.mean(self.window.mean()).item()  # the only device sync of a window
                 self._charge_training_time()
                 speed = self.window.speed()
@@ -215,11 +265,13 @@ class LogWindow:
 
     def __init__(self, device: torch.device):
         self.loss_sum = torch.zeros((), device=device)
+        self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
         self.steps = 0
         self.started = time.perf_counter()
 
     def add(self, loss: torch.Tensor) -> None:
         self.loss_sum += loss
+        self.nonfinite |= ~torch.isfinite(loss)  # no device sync: read at log lines and saves
         self.steps += 1
 
     def mean(self) -> torch.Tensor:
@@ -261,6 +313,10 @@ class StopRequest:
     def __exit__(self, *exc) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+
+
+def resume_command(path) -> str:
+    return f"genkit train --resume --out {shlex.quote(str(path))}"
 
 
 def _plain(logs: dict) -> dict:

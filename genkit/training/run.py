@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Iterator
 
 from genkit import config as configuration
 from genkit.errors import GenkitError
+from genkit.training import lock
 
 CONFIG_FILE = "config.toml"
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.jsonl"
+CONFIG_HEADER = "# genkit run: the resolved configuration (genkit train --config this-file repeats the run)\n"
 
 
 class RunFolder:
@@ -33,22 +36,54 @@ class RunFolder:
     def has_checkpoint(self) -> bool:
         return self.checkpoint_path.is_file()
 
+    def is_run(self) -> bool:
+        """Written by genkit train: a checkpoint, or a config.toml with genkit's header line."""
+        if self.has_checkpoint():
+            return True
+        try:
+            with self.config_path.open() as handle:
+                return handle.readline() == CONFIG_HEADER
+        except (OSError, UnicodeDecodeError):
+            return False
+
+    def check_new(self) -> None:
+        """A new run may go into a missing or empty folder, or one a run left before its first
+        checkpoint; never over a run with a checkpoint or into a folder of other files."""
+        if self.path.exists() and not self.path.is_dir():
+            raise GenkitError(f"{self.path} is a file, not a run folder; pick another --out")
+        if self.has_checkpoint():
+            raise GenkitError(f"{self.path} already holds a run; continue it with --resume or pick another --out")
+        others = [p.name for p in self.path.iterdir() if p.name != lock.LOCK_FILE] if self.path.is_dir() else []
+        if others and not self.is_run():
+            raise GenkitError(f"{self.path} is not empty and not a genkit run folder (it holds {others[0]}); pick another --out")
+
+    def remove_partial_checkpoints(self) -> None:
+        """Temporary files of a checkpoint write that a kill interrupted."""
+        for partial in self.path.glob(f".{CHECKPOINT_FILE}.*"):
+            partial.unlink(missing_ok=True)
+
     def write_config(self, resolved: configuration.Config) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(configuration.to_toml(resolved.to_dict()))
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.config_path.write_text(CONFIG_HEADER + configuration.to_toml(resolved.to_dict()))
+        except OSError as error:
+            raise GenkitError(f"cannot write the run folder {self.path}: {error.strerror}") from None
 
     def read_config(self, registries, lenient: frozenset[str] = frozenset()) -> configuration.Config:
         if not self.path.is_dir():
             raise GenkitError(f"run folder not found: {self.path}")
         if not self.config_path.is_file():
             raise GenkitError(f"{self.path} is not a genkit run folder (no {CONFIG_FILE})")
+        values = configuration.read_toml(self.config_path)
+        if not values:
+            raise GenkitError(f"{self.config_path} is empty; a run folder's config.toml is written by genkit train")
         layers = configuration.Layers()
-        layers.add(configuration.read_toml(self.config_path), str(self.config_path))
+        layers.add(values, str(self.config_path))
         return configuration.resolve(layers, registries, lenient)
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         with self.metrics_path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+            handle.write(json.dumps(_finite_or_null(record), allow_nan=False) + "\n")
 
     def metrics(self) -> Iterator[dict[str, Any]]:
         if not self.metrics_path.is_file():
@@ -61,6 +96,15 @@ class RunFolder:
         """Drop records past the checkpoint being resumed, so the log matches the weights."""
         kept = [r for r in self.metrics() if r.get("step", 0) <= after_step]
         self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _finite_or_null(value: Any) -> Any:
+    """JSON has no NaN or infinity: write them as null."""
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def new_run_path(base: Path) -> Path:
