@@ -20,27 +20,27 @@ class AdamOptions:
     weight_decay: float = option(0.0, "L2 penalty added to the gradient (not decoupled)", non_negative)
 
 
-class RAdam:
+class AdamFamily:
+    """An optimizer of torch's Adam family built with the options above."""
+
+    Config = AdamOptions
+    torch_class: type[torch.optim.Optimizer]
+
+    def __init__(self, options: AdamOptions, ctx=None):
+        self.options = options or AdamOptions()
+
+    def __call__(self, parameters, lr: float) -> torch.optim.Optimizer:
+        o = self.options
+        return self.torch_class(parameters, lr=lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
+
+
+class RAdam(AdamFamily):
     """Rectified Adam (Liu et al. 2020)."""
 
-    Config = AdamOptions
-
-    def __init__(self, options: AdamOptions, ctx=None):
-        self.options = options or AdamOptions()
-
-    def __call__(self, parameters, lr: float) -> torch.optim.Optimizer:
-        o = self.options
-        return torch.optim.RAdam(parameters, lr=lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
+    torch_class = torch.optim.RAdam
 
 
-class Adam:
+class Adam(AdamFamily):
     """Adam (Kingma & Ba 2015)."""
 
-    Config = AdamOptions
-
-    def __init__(self, options: AdamOptions, ctx=None):
-        self.options = options or AdamOptions()
-
-    def __call__(self, parameters, lr: float) -> torch.optim.Optimizer:
-        o = self.options
-        return torch.optim.Adam(parameters, lr=lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
+    torch_class = torch.optim.Adam
