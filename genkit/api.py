@@ -22,6 +22,7 @@ import torch
 from genkit import config as configuration
 from genkit import plugins
 from genkit.build import TrainedModel, load_trained, pick_device
+from genkit.config import SEED_LIMIT
 from genkit.errors import GenkitError
 from genkit.evaluation import build_evaluators, data_floor, draw_samples, reference_data, score
 from genkit.training.run import RunFolder, new_run_path
@@ -48,16 +49,23 @@ class Model:
         """The EMA weights inside the method's preconditioning wrapper: ``network(x, sigma)``."""
         return self.trained.model
 
-    def sample(self, num: int, steps: int | None = None, seed: int = 0, batch_size: int = 4096) -> torch.Tensor:
+    def sample(self, num: int, steps: int | None = None, seed: int = 0, batch_size: int = 4096, progress: bool = False) -> torch.Tensor:
         """``num`` samples on the CPU; sample k always uses its own seed, whatever the batch size.
-        ``steps``: consistency steps (1, 2, ...) or EDM's Heun levels; None: the method's default."""
+        ``steps``: consistency steps (1, 2, ...) or EDM's Heun levels; None: the method's default.
+        Non-finite samples (a diverged model) are an error, never returned."""
         if num < 1 or (steps is not None and steps < 1):
-            raise GenkitError("num and steps must be positive")
+            raise GenkitError(f"the number of samples and of steps must be positive, got {num} and {steps}")
+        if not 0 <= seed < SEED_LIMIT:
+            raise GenkitError(f"the sampling seed must be in [0, 2**32), got {seed}")
         method = self.trained.built.method
         try:
-            return draw_samples(method, self.trained.model, num, steps, seed, batch_size)
+            samples = draw_samples(method, self.trained.model, num, steps, seed, batch_size, progress=progress)
         except ValueError as error:  # e.g. 3 steps with 1 level in sample.multistep_sigmas
             raise GenkitError(str(error)) from None
+        bad = int((~torch.isfinite(samples.flatten(1))).any(dim=1).sum())
+        if bad:
+            raise GenkitError(f"{bad} of {num} samples are NaN or infinite: the weights of {self.path} have diverged; nothing written")
+        return samples
 
     def evaluate(self, num: int | None = None, steps: int | None = None, seed: int = 0, floor: bool = False) -> dict[str, float]:
         """The run's evaluators (``eval.metrics``, else the dataset's) on ``num`` samples against as
@@ -145,8 +153,7 @@ def new_run(
     if out is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise GenkitError("under torchrun, name the run folder with --out so every process uses the same one")
     run = RunFolder(out or new_run_path(Path("runs") / f"{config.method}-{config_name}"))
-    if run.has_checkpoint():
-        raise GenkitError(f"{run.path} already holds a run; continue it with --resume or pick another --out")
+    run.check_new()  # again under the run's lock when training starts
     return config, run
 
 

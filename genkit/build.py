@@ -80,9 +80,12 @@ def load_trained(run_path, registries, device: torch.device | None = None) -> Tr
     built = build(config, registries, device)
     state = checkpoint.load(run.checkpoint_path, map_location=device)
     model = copy.deepcopy(built.method.model).eval().requires_grad_(False)
+    difference = checkpoint.mismatch(built.method, state.get("method", {}))
+    if difference:
+        raise GenkitError(f"checkpoint {run.checkpoint_path} does not match {run.config_path}: {difference}")
     try:
         built.method.load_state_dict(state["method"])
         model.load_state_dict(state["ema"])
     except (KeyError, RuntimeError) as error:
-        raise GenkitError(f"checkpoint {run.checkpoint_path} does not match {run.config_path}: {str(error).splitlines()[0]}") from None
+        raise GenkitError(f"checkpoint {run.checkpoint_path} does not match {run.config_path}: {checkpoint.first_line(error)}") from None
     return TrainedModel(built, model, int(state["step"]), float(state.get("elapsed_s", 0.0)))

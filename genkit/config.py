@@ -40,6 +40,10 @@ __all__ = ["Component", "Config", "Layers", "load_config", "resolve", "to_toml"]
 device_name = Check(lambda v: re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v) is not None, "must be auto, cpu, mps, cuda or cuda:N")
 
 
+SEED_LIMIT = 2**32  # per-sample seeds are seed * 2**32 + k, which must fit in 64 bits
+seed_range = Check(lambda v: 0 <= v < SEED_LIMIT, "must be in [0, 2**32)")
+
+
 @dataclass
 class NoiseConfig:
     sigma_min: float = option(0.002, "smallest noise level; f(x, sigma_min) = x", positive)
@@ -83,7 +87,7 @@ class EvalConfig:
 @dataclass
 class Config:
     method: str = option("", "training method: a registered method's name")
-    seed: int = option(0, "random seed of the weights, batches and noise")
+    seed: int = option(0, "random seed of the weights, batches and noise, in [0, 2**32)", seed_range)
     data: Component = part("datasets", None, "the training data: a registered dataset and its options")
     network: Component = part("networks", None, "the raw network F: a registered network and its options")
     noise: NoiseConfig = option(default_factory=NoiseConfig, help="noise levels and preconditioning")
@@ -109,6 +113,7 @@ class Layers:
     def __init__(self):
         self.data: dict[str, Any] = {}
         self.origin: dict[str, str] = {}
+        self.hidden: list[str] = []  # values from --config or --set that later layers replaced
         self._order: dict[str, int] = {}  # dotted key -> when it was last set
         self._sets = 0
 
@@ -124,11 +129,18 @@ class Layers:
             if isinstance(value, dict) and isinstance(current, dict) and not _names_other_component(current, value):
                 self._merge(current, value, source, dotted + ".")
             else:  # a value, or a table naming another component: replaces what was there
+                self._note_hidden(dotted, into.get(key), source)
                 into[key] = value
                 self._forget(dotted)
                 self.origin[dotted] = source
                 self._sets += 1
                 self._order[dotted] = self._sets
+
+    def _note_hidden(self, dotted: str, old: Any, source: str) -> None:
+        """A value a user gave (--config, --set) that a later layer replaces: worth a mention."""
+        previous = self.origin.get(dotted)
+        if old is not None and previous and previous != source and not previous.startswith("preset "):
+            self.hidden.append(f"{dotted} = {old!r} from {previous} is replaced by {source}")
 
     def _forget(self, dotted: str) -> None:
         for key in [k for k in self.origin if k.startswith(dotted + ".")]:

@@ -16,7 +16,8 @@ from typing import Any, Callable
 import pluggy
 
 from genkit import hookspecs
-from genkit.registry import KINDS, Registries
+from genkit.errors import GenkitError
+from genkit.registry import KINDS, SINGULAR, Registries
 
 GROUP = "genkit"
 ENV_VAR = "GENKIT_PLUGINS"
@@ -36,11 +37,18 @@ class PluginInfo:
     distribution: str = ""  # the installed package that provides it ('' for one added in code)
     registered: dict[str, list[str]] = field(default_factory=dict)
     commands: list[str] = field(default_factory=list)  # CLI commands it adds
+    error: str = ""  # why it was skipped ('' when it works)
 
 
 def _is_builtin(entry_point: importlib.metadata.EntryPoint) -> bool:
     dist = getattr(entry_point, "dist", None)
     return dist is not None and dist.metadata["Name"] == BUILTIN_DISTRIBUTION
+
+
+def _package(entry_point) -> tuple[str, str]:
+    """(version, distribution name) of the package that installed an entry point."""
+    dist = getattr(entry_point, "dist", None)
+    return (dist.version, dist.metadata["Name"]) if dist is not None else ("", "")
 
 
 def _allowed_third_party() -> set[str] | None:
@@ -65,15 +73,16 @@ class PluginSet:
 
     def add(self, plugin: Any, name: str, *, builtin: bool = False, version: str = "", distribution: str = "") -> bool:
         """Register one plugin object; a misspelled hook unregisters it with a warning."""
+        module = getattr(plugin, "__name__", type(plugin).__name__)
+        self.info[name] = PluginInfo(name, module, builtin, version, distribution)
         self.manager.register(plugin, name=name)
         try:
             self.manager.check_pending()
         except pluggy.PluginValidationError as error:
             self.manager.unregister(name=name)
+            self.info[name].error = f"skipped: {error}"
             warnings.warn(f"plugin '{name}' skipped: {error}", PluginWarning, stacklevel=2)
             return False
-        module = getattr(plugin, "__name__", type(plugin).__name__)
-        self.info[name] = PluginInfo(name, module, builtin, version, distribution)
         return True
 
     def load_entry_points(self) -> None:
@@ -87,46 +96,71 @@ class PluginSet:
             try:
                 plugin = entry_point.load()
             except Exception as error:  # a broken third-party plugin must not stop the others
-                warnings.warn(
-                    f"plugin '{entry_point.name}' ({entry_point.value}) failed to import: "
-                    f"{type(error).__name__}: {error}",
-                    PluginWarning,
-                    stacklevel=2,
-                )
+                message = f"failed to import ({entry_point.value}): {type(error).__name__}: {error}"
+                self.info[entry_point.name] = PluginInfo(entry_point.name, entry_point.value, builtin, *_package(entry_point), error=message)
+                warnings.warn(f"plugin '{entry_point.name}' {message}", PluginWarning, stacklevel=2)
                 continue
-            dist = getattr(entry_point, "dist", None)
-            version = dist.version if dist is not None else ""
-            distribution = dist.metadata["Name"] if dist is not None else ""
+            version, distribution = _package(entry_point)
             self.add(plugin, entry_point.name, builtin=builtin, version=version, distribution=distribution)
 
     def collect(self) -> Registries:
-        """Call every ``register_*`` hook, remembering which plugin registered which name."""
+        """Call every plugin's ``register_*`` hooks, remembering which plugin registered which
+        name. A plugin whose hook raises, or that registers a name already taken, is skipped
+        whole with a warning; built-in plugins go first, so they keep their names."""
         self.registries = Registries()
-        for kind in KINDS:
-            hook = getattr(self.manager.hook, f"register_{kind}")
-            for impl in hook.get_hookimpls():
-                hook_register = self._register_for(kind, impl.plugin_name)
-                impl.function(hook_register)
+        names = [n for n in self.info if not self.info[n].error] + [
+            n for n, _ in self.manager.list_name_plugin() if n not in self.info
+        ]
+        for plugin_name in sorted(names, key=lambda n: not (n in self.info and self.info[n].builtin)):
+            try:
+                entries = self._entries_of(plugin_name)
+            except Exception as error:
+                self._skip(plugin_name, f"its hook failed: {type(error).__name__}: {error}")
+                continue
+            taken = next(((k, n) for k, n, _ in entries if n in self.registries[k]), None)
+            if taken:
+                kind, name = taken
+                first = self.registries[kind].entry(name).plugin
+                self._skip(plugin_name, f"it registers {SINGULAR[kind]} '{name}', which plugin '{first}' already registers")
+                continue
+            for kind, name, factory in entries:
+                self.registries[kind].add(name, factory, plugin=plugin_name)
+                if plugin_name in self.info:
+                    self.info[plugin_name].registered.setdefault(kind, []).append(name)
         return self.registries
 
-    def _register_for(self, kind: str, plugin_name: str) -> Callable[[str, Callable], None]:
-        registry = self.registries[kind]
+    def _entries_of(self, plugin_name: str) -> list[tuple[str, str, Callable]]:
+        """What one plugin's hooks register, as (kind, name, factory); a name twice is an error."""
+        entries: list[tuple[str, str, Callable]] = []
+        for kind in KINDS:
+            for impl in getattr(self.manager.hook, f"register_{kind}").get_hookimpls():
+                if impl.plugin_name == plugin_name:
+                    impl.function(lambda name, factory, kind=kind: entries.append((kind, name, factory)))
+        seen = [(kind, name) for kind, name, _ in entries]
+        repeated = next((pair for pair in seen if seen.count(pair) > 1), None)
+        if repeated:
+            raise GenkitError(f"{SINGULAR[repeated[0]]} '{repeated[1]}' is registered twice")
+        return entries
 
-        def register(name: str, factory: Callable) -> None:
-            registry.add(name, factory, plugin=plugin_name)
-            if plugin_name in self.info:
-                self.info[plugin_name].registered.setdefault(kind, []).append(name)
-
-        return register
+    def _skip(self, plugin_name: str, reason: str) -> None:
+        if plugin_name in self.info:
+            self.info[plugin_name].error = f"skipped: {reason}"
+        warnings.warn(f"plugin '{plugin_name}' skipped: {reason}", PluginWarning, stacklevel=3)
 
     def add_commands(self, cli) -> None:
-        self.manager.hook.register_commands(cli=cli)
+        """Every working plugin's commands; one whose hook raises is skipped with a warning."""
+        for impl in self.manager.hook.register_commands.get_hookimpls():
+            if impl.plugin_name in self.info and self.info[impl.plugin_name].error:
+                continue
+            try:
+                impl.function(cli=cli)
+            except Exception as error:
+                self._skip(impl.plugin_name, f"its register_commands hook failed: {type(error).__name__}: {error}")
 
     def note_commands(self, cli) -> None:
         """Fill each plugin's ``commands`` with the commands of ``cli`` its module defines."""
         for info in self.info.values():
             info.commands = [name for name, module in _commands(cli) if _within(module, info.module)]
-
 
 def _commands(cli) -> list[tuple[str, str]]:
     """(name, module of its code) for each command and command group of a Typer app."""

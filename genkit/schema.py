@@ -15,6 +15,7 @@ string naming it with its default options. ``None`` is written by leaving the ke
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -193,6 +194,8 @@ class Parser:
         if hint is Any:
             return value
         if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise self.error(dotted, f"must be a finite number, got {value!r}")
             return float(value)
         if hint in (int, str, bool) and type(value) is hint:
             return value

@@ -86,23 +86,65 @@ def test_broken_plugin_warns_and_the_rest_load(fake_entry_points):
     )
     with pytest.warns(plugins.PluginWarning, match="plugin 'broken'.*failed to import.*torch_extra"):
         loaded = fresh()
-    assert "my-method" in loaded.registries.methods and "broken" not in loaded.info
+    assert "my-method" in loaded.registries.methods
+    assert "failed to import" in loaded.info["broken"].error and not loaded.info["mine"].error
 
 
 def test_misspelled_hook_is_caught(fake_entry_points):
     fake_entry_points(FakeEntryPoint("typo", make_plugin("typo", register_method=register_method)))
     with pytest.warns(plugins.PluginWarning, match="plugin 'typo' skipped.*register_method"):
         loaded = fresh()
-    assert "typo" not in loaded.info
+    assert "register_method" in loaded.info["typo"].error and "my-method" not in loaded.registries.methods
 
 
-def test_name_collision_between_plugins_is_an_error(fake_entry_points):
+def test_a_plugin_taking_a_built_in_name_is_skipped_and_the_built_in_kept(fake_entry_points):
     def register_ict(register):
+        register("my-method", object)  # registered by nothing else: dropped with the whole plugin
         register("ict", object)
 
     fake_entry_points(FakeEntryPoint("clash", make_plugin("clash", register_methods=register_ict)))
-    with pytest.raises(GenkitError, match="by plugin 'ict' and by plugin 'clash'"):
-        fresh()
+    with pytest.warns(plugins.PluginWarning, match="plugin 'clash' skipped: it registers method 'ict', which plugin 'ict' already registers"):
+        loaded = fresh()
+    assert loaded.registries.methods.entry("ict").plugin == "ict"
+    assert "my-method" not in loaded.registries.methods and loaded.info["clash"].error
+
+
+def test_a_plugin_whose_hook_raises_or_repeats_a_name_is_skipped(fake_entry_points):
+    def raising(register):
+        raise RuntimeError("cannot find CUDA extension")
+
+    def twice(register):
+        register("dup", object)
+        register("dup", object)
+
+    fake_entry_points(
+        FakeEntryPoint("raises", make_plugin("raises", register_losses=raising)),
+        FakeEntryPoint("twice", make_plugin("twice", register_losses=twice)),
+        FakeEntryPoint("mine", make_plugin("mine", register_methods=register_method)),
+    )
+    with pytest.warns(plugins.PluginWarning) as caught:
+        loaded = fresh()
+    messages = [str(w.message) for w in caught]
+    assert any("plugin 'raises' skipped: its hook failed: RuntimeError: cannot find CUDA extension" in m for m in messages)
+    assert any("plugin 'twice' skipped: its hook failed: GenkitError: loss 'dup' is registered twice" in m for m in messages)
+    assert "dup" not in loaded.registries.losses and "my-method" in loaded.registries.methods
+
+
+def test_version_and_plugins_work_beside_a_broken_plugin(fake_entry_points):
+    from typer.testing import CliRunner
+
+    from genkit.cli.main import app
+
+    def raising(register):
+        raise RuntimeError("boom")
+
+    fake_entry_points(FakeEntryPoint("raises", make_plugin("raises", register_losses=raising)))
+    runner = CliRunner()
+    assert runner.invoke(app, ["--version"]).exit_code == 0
+    result = runner.invoke(app, ["plugins", "--json"])
+    assert result.exit_code == 0
+    rows = {row["name"]: row for row in __import__("json").loads(result.stdout)}
+    assert rows["raises"]["error"].startswith("skipped: its hook failed: RuntimeError: boom")
 
 
 def test_environment_variable_narrows_third_party_plugins(fake_entry_points, monkeypatch):

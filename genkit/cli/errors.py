@@ -28,6 +28,13 @@ def handles_user_errors(command):
             error_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
             code = INTERRUPTED_EXIT_CODE if isinstance(error, TrainingInterrupted) else 1
             raise typer.Exit(code) from None
+        except OSError as error:  # a path the user gave: missing, not writable, a file for a folder
+            where = f": {error.filename}" if error.filename else ""
+            error_console.print(f"[bold red]error:[/] {error.strerror or error}{where}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            error_console.print("[bold red]interrupted[/]", highlight=False)
+            raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
 
     return wrapper
 

@@ -60,6 +60,7 @@ def plugins_command(as_json: Annotated[bool, typer.Option("--json", help="Print 
             "builtin": info.builtin,
             "registers": info.registered,
             "commands": info.commands,
+            "error": info.error,
         }
         for info in loaded.info.values()
     ]
@@ -73,7 +74,8 @@ def plugins_command(as_json: Annotated[bool, typer.Option("--json", help="Print 
         registers = [f"{kind}: {', '.join(names)}" for kind, names in row["registers"].items()]
         registers += [f"commands: {', '.join(row['commands'])}"] if row["commands"] else []
         package = f"{row['distribution']} {row['version']}".strip() + (" (built-in)" if row["builtin"] else "")
-        table.add_row(row["name"], package, row["module"], "\n".join(registers))
+        status = f"[red]broken: {row['error']}[/]" if row["error"] else "\n".join(registers)
+        table.add_row(row["name"], package, row["module"], status)
     console.print(table)
 
 
@@ -86,10 +88,10 @@ def config_show(
     assignments: SetOption = [],
 ) -> None:
     """Print the fully resolved configuration of a preset as TOML."""
-    resolved = configuration.load_config(
-        plugins.registries(), preset, config_file, assignments, flags={"method": method}
-    )
-    print(configuration.to_toml(resolved.to_dict()), end="")
+    layers = configuration.config_layers(preset, config_file, assignments, flags={"method": method})
+    resolved = configuration.resolve(layers, plugins.registries())
+    notes = "".join(f"# note: {line}\n" for line in layers.hidden)
+    print(notes + configuration.to_toml(resolved.to_dict()), end="")
 
 
 @config_app.command("presets")

@@ -12,11 +12,10 @@ from rich.table import Table
 
 from genkit import config as configuration
 from genkit import plugins
-from genkit.api import new_run, resumable_run
-from genkit.build import load_trained
+from genkit.api import load, new_run, resumable_run
 from genkit.cli.errors import console, handles_user_errors
 from genkit.errors import GenkitError
-from genkit.evaluation import build_evaluators, data_floor, draw_samples, reference_data, score
+from genkit.evaluation import build_evaluators, data_floor, reference_data, score
 from genkit.pictures import save_samples_picture
 from genkit.training.loop import Trainer
 
@@ -64,33 +63,30 @@ def sample(
     evaluate: Annotated[bool, typer.Option(help="Score the samples against fresh data, with the data-vs-data floor.")] = True,
 ) -> None:
     """Draw samples from a run's EMA weights; write .npz, a picture and the scores."""
-    registries = plugins.registries()
-    trained = load_trained(run, registries)
-    method, dataset = trained.built.method, trained.built.dataset
-    num = num or trained.built.config.sample.num
-    if num < 1 or (steps is not None and steps < 1):
-        raise GenkitError("--num and --steps must be positive")
-    steps = steps or method.default_sampling_steps()
-    try:
-        samples = draw_samples(method, trained.model, num, steps, seed)
-    except ValueError as error:
-        raise GenkitError(str(error)) from None
+    model = load(run)
+    method, dataset = model.trained.built.method, model.trained.built.dataset
+    num = model.config.sample.num if num is None else num
+    steps = method.default_sampling_steps() if steps is None else steps
+    samples = model.sample(num, steps, seed, progress=True)
     out = out or Path(run) / "samples" / f"{steps}step-seed{seed}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, samples=samples.numpy(), steps=steps, seed=seed, evaluations=method.sampling_evaluations(steps))
     reference = reference_data(dataset, num)
     picture = save_samples_picture(
-        samples, out.with_suffix(".png"), f"{trained.built.config.method}, {steps} step(s), step {trained.step}",
+        samples, out.with_suffix(".png"), f"{model.config.method}, {steps} step(s), step {model.step}",
         reference=reference if samples.ndim == 2 else None,
     )
     console.print(f"wrote {num} samples to [cyan]{out}[/] and a picture to [cyan]{picture}[/]")
     if evaluate:
-        _print_scores(samples, reference, trained.built, num)
+        _print_scores(samples, reference, model.trained.built, num)
 
 
 def _print_scores(samples, reference, built, num) -> None:
     evaluators = build_evaluators(built)
     if not evaluators:
+        return
+    if num < 2:
+        console.print("scores need at least 2 samples; not scored")
         return
     dataset = built.dataset
     model_scores = score(samples, reference, evaluators)
@@ -99,8 +95,8 @@ def _print_scores(samples, reference, built, num) -> None:
     for column in ("metric", "samples vs data", "data vs data (floor)", "ratio"):
         table.add_column(column)
     for name in evaluators:
-        ratio = model_scores[name] / floor[name] if floor[name] > 0 else float("inf")
-        table.add_row(name, f"{model_scores[name]:.4f}", f"{floor[name]:.4f}", f"{ratio:.2f}x")
+        ratio = f"{model_scores[name] / floor[name]:.2f}x" if floor[name] > 0 else "-"
+        table.add_row(name, f"{model_scores[name]:.4f}", f"{floor[name]:.4f}", ratio)
     console.print(table)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from rich.progress import track
 
 from genkit.errors import GenkitError
 from genkit.maths import PerSampleNoise
@@ -13,12 +14,16 @@ FLOOR_SEED = 2  # a second held-out draw: data vs data is the floor a perfect mo
 
 
 @torch.no_grad()
-def draw_samples(method, model, num: int, steps: int | None, seed: int = 0, batch_size: int = 4096, device=None):
-    """``num`` samples; sample k always uses seed ``seed * 2**32 + k``, whatever the batch size."""
+def draw_samples(method, model, num: int, steps: int | None, seed: int = 0, batch_size: int = 4096, device=None, progress: bool = False):
+    """``num`` samples; sample k always uses seed ``seed * 2**32 + k``, whatever the batch size.
+    ``progress`` shows a bar when there is more than one batch."""
     device = device or next(model.parameters()).device
     model.eval()
     chunks = []
-    for start in range(0, num, batch_size):
+    starts = range(0, num, batch_size)
+    if progress and len(starts) > 1:
+        starts = track(starts, description=f"sampling {num}", transient=True)
+    for start in starts:
         seeds = range(seed * 2**32 + start, seed * 2**32 + min(start + batch_size, num))
         chunks.append(method.sample(model, PerSampleNoise(seeds, device), steps).cpu())
     return torch.cat(chunks)

@@ -74,6 +74,8 @@ class RunFolder:
             raise GenkitError(f"run folder not found: {self.path}")
         if not self.config_path.is_file():
             raise GenkitError(f"{self.path} is not a genkit run folder (no {CONFIG_FILE})")
+        if not self.is_run():
+            raise GenkitError(f"{self.path} is not a genkit run folder (its {CONFIG_FILE} was not written by genkit train)")
         values = configuration.read_toml(self.config_path)
         if not values:
             raise GenkitError(f"{self.config_path} is empty; a run folder's config.toml is written by genkit train")

@@ -31,6 +31,7 @@ from genkit.errors import GenkitError
 from genkit.evaluation import REFERENCE_SEED, build_evaluators, data_floor, draw_samples, reference_data, score
 from genkit.pictures import save_samples_picture
 from genkit.training.loop import Trainer, TrainingInterrupted
+from genkit.training import lock
 from genkit.training.run import RunFolder
 
 from genkit_bench.spec import BenchSpec, Missing, RunSpec, display_source, missing_components, run_layers, validate_partially
@@ -355,9 +356,11 @@ def run_bench(spec: BenchSpec, out: Path, plugin_set, progress=None) -> dict[str
     threads = torch.get_num_threads()
     if spec.torch_threads:
         torch.set_num_threads(spec.torch_threads)
+    lock.acquire(out)  # one bench per output folder at a time
     try:
         return _run_bench(spec, out, plugin_set, progress)
     finally:
+        lock.release(out)
         torch.set_num_threads(threads)
 
 

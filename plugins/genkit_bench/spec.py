@@ -202,8 +202,8 @@ def run_layers(
     option (below methods.METHOD) the method reads its teacher run from."""
     layers = configuration.Layers()
     layers.add(configuration.read_toml(configuration.preset_path(spec.training_preset)), f"preset {spec.training_preset}")
-    layers.add(spec.overrides, f"{spec.source}: bench.overrides")
-    layers.add(run.overrides, f"{spec.source}: bench.runs.{run.name}.overrides")
+    layers.add(spec.overrides, f"{display_source(spec)}: bench.overrides")
+    layers.add(run.overrides, f"{display_source(spec)}: bench.runs.{run.name}.overrides")
     fixed: dict[str, Any] = {
         "method": run.method,
         "seed": seed,
