@@ -48,7 +48,13 @@ def build(config: Config, registries, device: torch.device | None = None) -> Bui
     dataset = registries.datasets.build(config.data, ctx)
     ctx.data_shape = tuple(dataset.shape)
     ctx.clamp = dataset.clamp
+    ctx.label_dim = int(getattr(dataset, "label_dim", 0))
     network = registries.networks.build(config.network, ctx)
+    if int(getattr(network, "label_dim", 0)) != ctx.label_dim:
+        raise GenkitError(
+            f"the data has {ctx.label_dim} classes of labels but network '{config.network.name}' is built for "
+            f"{int(getattr(network, 'label_dim', 0))} (set network.label_dim = {ctx.label_dim}, or data.labels = false to train unconditionally)"
+        )
     method = registries.methods.get(config.method)(config.method_options, ctx, network)
     return Built(config, ctx, dataset, method.to(device))
 

@@ -23,20 +23,34 @@ class BuildContext:
     total_steps: int = 1
     data_shape: tuple[int, ...] = ()
     clamp: tuple[float, float] | None = None  # range of the data, for clamping samples
+    label_dim: int = 0  # classes of the data's labels (0: unconditional)
     network: Any = None  # the run's network Component (name and options)
     device: torch.device = torch.device("cpu")
 
 
+class BatchStream(Protocol):
+    """An endless sequence of training batches whose position a checkpoint can hold."""
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(samples on the CPU, class labels (batch,) or None)."""
+
+    def state_dict(self) -> dict:
+        """Plain values (ints, floats, lists) from which a fresh stream continues exactly."""
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
 class Dataset(Protocol):
-    shape: tuple[int, ...]  # shape of one sample
+    shape: tuple[int, ...]  # shape of one sample: (2,) for points, (C, R, R) for images
     clamp: tuple[float, float] | None  # range samplers clamp to (images: (-1, 1))
     evaluators: tuple[str, ...]  # registered evaluators that make sense for this data
+    label_dim: int  # classes its batches carry labels of (0: unlabelled, labels None)
 
-    def sample(self, n: int) -> torch.Tensor:
-        """A training batch on the CPU, drawn with torch's global RNG (so runs resume exactly)."""
+    def stream(self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> BatchStream:
+        """This rank's training batches; resuming from ``state_dict()`` continues them exactly."""
 
     def reference(self, n: int, seed: int) -> torch.Tensor:
-        """n held-out samples, the same for the same seed."""
+        """n held-out samples, the same for the same seed, drawn without torch's global RNG."""
 
 
 class Curriculum(Protocol):
@@ -55,8 +69,9 @@ class Teacher(Protocol):
 
     evaluations_per_sample: int  # class attribute: teacher network evaluations per training sample
 
-    def target_point(self, x, z, x_hi, sigma_hi, sigma_lo) -> torch.Tensor:
-        """x_hat at sigma_lo on the trajectory through x_hi (no gradient flows through it)."""
+    def target_point(self, x, z, x_hi, sigma_hi, sigma_lo, labels=None) -> torch.Tensor:
+        """x_hat at sigma_lo on the trajectory through x_hi (no gradient flows through it);
+        ``labels`` are the batch's class labels (None: unconditional)."""
 
 
 class TrainedTeacher(Teacher, Protocol):
@@ -88,14 +103,16 @@ class Method(nn.Module):
         """Build what only training needs (loss, teacher, ...); called by the Trainer before the
         first step and before a checkpoint is restored, never when a run is rebuilt to sample."""
 
-    def loss(self, x: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        """The loss of iteration k = ``step``, counted from 0 as in the papers' algorithms."""
+    def loss(self, x: torch.Tensor, step: int, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of iteration k = ``step``, counted from 0 as in the papers' algorithms;
+        ``labels`` are the batch's class labels for a class-conditional network (else None)."""
         raise NotImplementedError
 
     def after_step(self, step: int) -> None:
         """Called after the optimizer step of iteration k = ``step`` (target-network updates go here)."""
 
-    def sample(self, model: nn.Module, noise: PerSampleNoise, steps: int | None) -> torch.Tensor:
+    def sample(self, model: nn.Module, noise: PerSampleNoise, steps: int | None, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Samples from ``model`` (called ``model(x, sigma, labels)``), one per generator of ``noise``."""
         raise NotImplementedError
 
     def sampling_evaluations(self, steps: int | None) -> int:

@@ -305,6 +305,6 @@ def load_config(
 def nest(dotted: str, value: Any) -> dict[str, Any]:
     """("a.b", 1) -> {"a": {"b": 1}}."""
     nested: Any = value
-    for part in reversed(dotted.split(".")):
-        nested = {part: nested}
+    for key in reversed(dotted.split(".")):
+        nested = {key: nested}
     return nested

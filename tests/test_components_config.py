@@ -7,7 +7,6 @@ import json
 import sys
 import types
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Optional
 
 import pytest
@@ -18,7 +17,7 @@ from genkit import config as configuration
 from genkit import hookimpl, plugins
 from genkit.build import build, load_trained
 from genkit.errors import GenkitError
-from genkit.schema import Component, Parser, option, part, positive, to_plain, to_toml
+from genkit.schema import Component, Parser, option, positive, to_plain, to_toml
 from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder
 

@@ -15,7 +15,8 @@ from genkit_toy.mlp import MLP
 @pytest.mark.parametrize("name", sorted(TOY_DISTRIBUTIONS))
 def test_toy_data_shape_scale_and_reproducible_reference(name):
     data = ToyDataset(name)
-    batch = data.sample(4000)
+    batch, labels = data.stream(4000, seed=0).next()
+    assert labels is None and data.label_dim == 0
     assert batch.shape == (4000, 2) and torch.isfinite(batch).all()
     assert 0.2 < batch.std().item() < 1.0  # near sigma_data = 0.5
     assert torch.equal(data.reference(100, seed=3), data.reference(100, seed=3))

@@ -1,4 +1,4 @@
-"""The mathematics of EDM and consistency models as small pure functions (spec sections 1, 2, 7)."""
+"""The mathematics of EDM (Karras et al. 2022) and consistency models (Song et al. 2023) as small pure functions."""
 
 from genkit.maths.karras import karras_sigmas
 from genkit.maths.noise import PerSampleNoise
@@ -7,6 +7,7 @@ from genkit.maths.precond import (
     as_column,
     ConsistencyFunction,
     EDMDenoiser,
+    conditioned,
     consistency_scalings,
     edm_scalings,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "as_column",
     "ConsistencyFunction",
     "EDMDenoiser",
+    "conditioned",
     "PerSampleNoise",
     "consistency_sample",
     "consistency_scalings",

@@ -1,6 +1,8 @@
-"""Preconditioning wrappers around a raw network F(x_in, c_noise) (spec section 2)."""
+"""Preconditioning wrappers around a raw network F(x_in, c_noise) (Karras et al. 2022; Song et al. 2023)."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 from torch import nn
@@ -35,6 +37,11 @@ def consistency_scalings(sigma, sigma_min: float = 0.002, sigma_data: float = 0.
     return c_skip, c_out, c_in, c_noise
 
 
+def conditioned(model, labels: torch.Tensor | None):
+    """``model(x, sigma)`` with the class labels bound; the model itself when there are none."""
+    return model if labels is None else partial(model, labels=labels)
+
+
 class _Preconditioned(nn.Module):
     def __init__(self, net: nn.Module, sigma_data: float = 0.5):
         super().__init__()
@@ -44,10 +51,12 @@ class _Preconditioned(nn.Module):
     def scalings(self, sigma: torch.Tensor):
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``labels``: class indices (batch,) for a class-conditional network, else None."""
         sigma = as_column(sigma, x)
         c_skip, c_out, c_in, c_noise = self.scalings(sigma)
-        return c_skip * x + c_out * self.net(c_in * x, c_noise.flatten())
+        extra = () if labels is None else (labels,)
+        return c_skip * x + c_out * self.net(c_in * x, c_noise.flatten(), *extra)
 
 
 class EDMDenoiser(_Preconditioned):

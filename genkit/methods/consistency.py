@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from genkit.components import BuildContext, Curriculum, Method, NoiseSchedule, Teacher
-from genkit.maths import ConsistencyFunction, PerSampleNoise, as_column, consistency_sample, karras_sigmas
+from genkit.maths import ConsistencyFunction, PerSampleNoise, as_column, conditioned, consistency_sample, karras_sigmas
 from genkit.training import rng
 from genkit.training.ema import ema_update
 
@@ -82,7 +82,7 @@ class ConsistencyTraining(Method):
         noise = self.noise
         return karras_sigmas(n, noise.sigma_min, noise.sigma_max, noise.rho).to(device)
 
-    def loss(self, x: torch.Tensor, step: int):
+    def loss(self, x: torch.Tensor, step: int, labels: torch.Tensor | None = None):
         sigmas = self.sigmas(step, x.device)
         index = draw_indices(self.noise_schedule.index_probabilities(sigmas), x.shape[0])
         sigma_hi, sigma_lo = sigmas[index + 1].to(x.dtype), sigmas[index].to(x.dtype)
@@ -90,12 +90,12 @@ class ConsistencyTraining(Method):
         x_hi = x + as_column(sigma_hi, x) * z
 
         dropout_state = rng.capture(x.device)
-        prediction = self.model(x_hi, sigma_hi)
+        prediction = self.model(x_hi, sigma_hi, labels)
         with torch.no_grad():
-            x_lo = self.teacher.target_point(x, z, x_hi, sigma_hi, sigma_lo)
+            x_lo = self.teacher.target_point(x, z, x_hi, sigma_hi, sigma_lo, labels)
             with rng.replay(dropout_state, x.device):  # same dropout masks as the student pass
                 target_net = self.model if self.target is None else self.target
-                target = target_net(x_lo, sigma_lo)
+                target = target_net(x_lo, sigma_lo, labels)
 
         distance = self.metric(prediction, target)
         loss = (self.weighting(sigma_hi, sigma_lo) * distance).mean()
@@ -114,10 +114,10 @@ class ConsistencyTraining(Method):
             )
         return taus[: steps - 1]
 
-    def sample(self, model, noise: PerSampleNoise, steps: int | None) -> torch.Tensor:
+    def sample(self, model, noise: PerSampleNoise, steps: int | None, labels: torch.Tensor | None = None) -> torch.Tensor:
         steps = steps or self.default_sampling_steps()
         return consistency_sample(
-            model,
+            conditioned(model, labels),
             noise,
             self.data_shape,
             self.noise.sigma_max,

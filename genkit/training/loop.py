@@ -61,7 +61,9 @@ class Trainer:
             raise
 
     def close(self) -> None:
-        """Give up the run folder's lock (train() does this when it returns)."""
+        """Give up the run folder's lock (train() does this when it returns) and stop data workers."""
+        if hasattr(getattr(self, "batches", None), "close"):
+            self.batches.close()
         if self._locked:
             lock.release(self.run.path)
             self._locked = False
@@ -80,6 +82,7 @@ class Trainer:
             torch.manual_seed(config.seed + 1_000_003 * self.dist.rank)
         self.method = self.built.method
         self.dataset = self.built.dataset
+        self.batches = self.dataset.stream(self.batch_size, config.seed, self.dist.rank, self.dist.world_size)
         self.optimizer = make_optimizer(config, registries, self.method.model.parameters(), self.built.ctx)
         self.lr_schedule = registries.lr_schedules.build(config.train.lr_schedule, self.built.ctx)
         self.ema = EMA(self.method.model, config.train.ema_rate)
@@ -105,6 +108,7 @@ class Trainer:
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": self.dist.gather(rng.get_all(self.device)),  # one entry per rank
+            "data": self.dist.gather(self.batches.state_dict()),  # where each rank's batches stand
             "log_window": self.window.state_dict(),
             "config": self.config.to_dict(),
         }
@@ -147,6 +151,7 @@ class Trainer:
         if self.step > self.config.train.steps:
             raise GenkitError(f"{self.run.path} has done {self.step} steps, more than train.steps = {self.config.train.steps}")
         rng.set_all(streams[self.dist.rank], self.device)
+        self.batches.load_state_dict(state.get("data", [{}] * self.dist.world_size)[self.dist.rank])
         self.saved_step = self.step
         if self.dist.is_main:
             self.run.truncate_metrics(self.step)
@@ -155,9 +160,11 @@ class Trainer:
 
     def train_step(self) -> dict:
         """One iteration k = self.step (0-based, as in the papers' algorithms); step counts it after."""
-        batch = self.dataset.sample(self.batch_size).to(self.device)
+        batch, labels = self.batches.next()
+        batch = batch.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True) if labels is not None else None
         self.method.model.train()
-        loss, logs = self.method.loss(batch, self.step)
+        loss, logs = self.method.loss(batch, self.step, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._set_learning_rate()

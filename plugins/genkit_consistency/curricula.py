@@ -71,7 +71,7 @@ class DoublingCurriculum:
     def __init__(self, options: "DoublingCurriculum.Config", ctx):
         _check_horizon(ctx.total_steps)
         self.s0, self.s1 = options.s0, options.s1
-        stages = math.log2(options.s1 // options.s0) + 1  # not rounded: the spec floors only K'
+        stages = math.log2(options.s1 // options.s0) + 1  # not rounded: the paper's formula floors only K'
         self.stage_length = max(math.floor(ctx.total_steps / stages), 1)  # K' >= 1 on short runs
 
     def num_levels(self, step: int) -> int:

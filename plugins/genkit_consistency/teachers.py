@@ -11,5 +11,5 @@ class DataTeacher:
     def __init__(self, options=None, ctx=None):
         pass
 
-    def target_point(self, x, z, x_hi, sigma_hi, sigma_lo):
+    def target_point(self, x, z, x_hi, sigma_hi, sigma_lo, labels=None):
         return x + as_column(sigma_lo, x) * z

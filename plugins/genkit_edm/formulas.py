@@ -1,4 +1,4 @@
-"""EDM training formulas (spec section 3) as small pure functions."""
+"""EDM training formulas (Karras et al. 2022, section 5 and table 1) as small pure functions."""
 
 from __future__ import annotations
 

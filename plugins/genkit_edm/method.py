@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from genkit.components import Method
-from genkit.maths import EDMDenoiser, PerSampleNoise, heun_sample
+from genkit.maths import EDMDenoiser, PerSampleNoise, conditioned, heun_sample
 from genkit.maths.sampling import heun_evaluations
 from genkit.schema import option, positive
 from genkit_edm.formulas import edm_loss, heun_levels, lognormal_sigmas
@@ -30,18 +30,18 @@ class EDM(Method):
         self.clamp = ctx.clamp
         self.model = EDMDenoiser(network, ctx.noise.sigma_data)
 
-    def loss(self, x: torch.Tensor, step: int):
+    def loss(self, x: torch.Tensor, step: int, labels: torch.Tensor | None = None):
         sigma = lognormal_sigmas(x.shape[0], self.p_mean, self.p_std, device=x.device, dtype=x.dtype)
-        per_sample = edm_loss(self.model, x, sigma, self.noise.sigma_data)
+        per_sample = edm_loss(conditioned(self.model, labels), x, sigma, self.noise.sigma_data)
         return per_sample.mean(), {}
 
-    def sample(self, model, noise: PerSampleNoise, steps: int | None) -> torch.Tensor:
+    def sample(self, model, noise: PerSampleNoise, steps: int | None, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Heun on ``steps`` Karras levels (default sample.heun_levels), last step Euler to 0."""
         num_levels = steps or self.default_sampling_steps()
         if num_levels < 2:
             raise ValueError(f"EDM's Heun sampler needs at least 2 Karras levels (--steps 2 or more), got {num_levels}")
         levels = heun_levels(num_levels, self.noise.sigma_min, self.noise.sigma_max, self.noise.rho)
-        x = heun_sample(model, levels[0].item() * noise.randn(*self.data_shape), levels.tolist())
+        x = heun_sample(conditioned(model, labels), levels[0].item() * noise.randn(*self.data_shape), levels.tolist())
         return x.clamp(*self.clamp) if self.clamp else x
 
     def sampling_evaluations(self, steps: int | None) -> int:

@@ -10,7 +10,7 @@ import torch
 
 from genkit.build import TrainedModel, load_trained
 from genkit.errors import GenkitError
-from genkit.maths import heun_step
+from genkit.maths import conditioned, heun_step
 from genkit.schema import option
 from genkit.training.run import RunFolder
 
@@ -54,5 +54,5 @@ class EDMHeunTeacher:
         return self.denoiser.net
 
     @torch.no_grad()
-    def target_point(self, x, z, x_hi, sigma_hi, sigma_lo):
-        return heun_step(self.denoiser, x_hi, sigma_hi, sigma_lo)
+    def target_point(self, x, z, x_hi, sigma_hi, sigma_lo, labels=None):
+        return heun_step(conditioned(self.denoiser, labels), x_hi, sigma_hi, sigma_lo)

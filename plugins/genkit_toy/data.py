@@ -48,10 +48,28 @@ TOY_DISTRIBUTIONS: dict[str, Callable[[int, Generator], torch.Tensor]] = {
 }
 
 
+class ToyStream:
+    """Fresh points for every batch from torch's global generator, whose state the training
+    checkpoint already holds: the stream itself has no state."""
+
+    def __init__(self, draw, batch_size: int):
+        self.draw, self.batch_size = draw, batch_size
+
+    def next(self) -> tuple[torch.Tensor, None]:
+        return self.draw(self.batch_size, None), None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
 class ToyDataset:
     shape = (2,)
     clamp = None
     evaluators = ("swd", "frechet2d")
+    label_dim = 0
 
     def __init__(self, name: str):
         self.name = name
@@ -65,8 +83,8 @@ class ToyDataset:
         make.__doc__ = f"2-D toy distribution '{name}'"
         return make
 
-    def sample(self, n: int) -> torch.Tensor:
-        return self.draw(n, None)  # torch's global generator: checkpointed with the run
+    def stream(self, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> ToyStream:
+        return ToyStream(self.draw, batch_size)  # each rank's global generator is seeded apart
 
     def reference(self, n: int, seed: int) -> torch.Tensor:
         return self.draw(n, torch.Generator().manual_seed(10_000 + seed))
