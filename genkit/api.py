@@ -49,17 +49,24 @@ class Model:
         """The EMA weights inside the method's preconditioning wrapper: ``network(x, sigma)``."""
         return self.trained.model
 
-    def sample(self, num: int, steps: int | None = None, seed: int = 0, batch_size: int = 4096, progress: bool = False) -> torch.Tensor:
-        """``num`` samples on the CPU; sample k always uses its own seed, whatever the batch size.
-        ``steps``: consistency steps (1, 2, ...) or EDM's Heun levels; None: the method's default.
-        Non-finite samples (a diverged model) are an error, never returned."""
+    def sample(
+        self, num: int, steps: int | None = None, seed: int = 0, batch_size: int | None = None,
+        progress: bool = False, label: int | None = None,
+    ) -> torch.Tensor:
+        """``num`` samples on the CPU; sample k always uses its own seed, whatever the batch size
+        (default ``sample.batch_size``). ``steps``: consistency steps (1, 2, ...) or EDM's Heun
+        levels; None: the method's default. ``label`` fixes the class of a class-conditional
+        model (default: each sample's own random class). Non-finite samples (a diverged model)
+        are an error, never returned."""
         if num < 1 or (steps is not None and steps < 1):
             raise GenkitError(f"the number of samples and of steps must be positive, got {num} and {steps}")
         if not 0 <= seed < SEED_LIMIT:
             raise GenkitError(f"the sampling seed must be in [0, 2**32), got {seed}")
         method = self.trained.built.method
         try:
-            samples = draw_samples(method, self.trained.model, num, steps, seed, batch_size, progress=progress)
+            samples = draw_samples(
+                method, self.trained.model, num, steps, seed, batch_size or self.config.sample.batch_size, progress=progress, label=label
+            )
         except ValueError as error:  # e.g. 3 steps with 1 level in sample.multistep_sigmas
             raise GenkitError(str(error)) from None
         bad = int((~torch.isfinite(samples.flatten(1))).any(dim=1).sum())

@@ -28,6 +28,20 @@ class BuildContext:
     device: torch.device = torch.device("cpu")
 
 
+class Network(Protocol):
+    """The raw network F inside the preconditioning (Karras et al. 2022, table 1).
+
+    Called ``net(c_in * x, c_noise)`` with ``c_noise = ln(sigma) / 4`` of shape (batch,), or
+    ``net(c_in * x, c_noise, labels)`` with class indices (batch,) when ``label_dim`` > 0; it
+    returns a tensor of the input's shape. Built as ``factory(options, ctx)`` from
+    ``ctx.data_shape`` (and ``ctx.label_dim``).
+    """
+
+    label_dim: int  # 0 (or absent): unconditional
+
+    def __call__(self, x_in: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
 class BatchStream(Protocol):
     """An endless sequence of training batches whose position a checkpoint can hold."""
 

@@ -69,6 +69,7 @@ class TrainConfig:
     checkpoint_every: int = option(1000, "steps between checkpoints (one is also written at the end)", positive)
     eval_every: int = option(0, "steps between sample-quality evaluations; 0 disables", non_negative)
     eval_samples: int = option(2000, "samples per evaluation during training", positive)
+    grid_every: int = option(0, "steps between pictures of fixed-seed samples in RUN/grids; 0 disables", non_negative)
     device: str = option("auto", "auto | cpu | mps | cuda | cuda:N", device_name)
 
 
@@ -77,6 +78,8 @@ class SampleConfig:
     num: int = option(2000, "samples drawn by `genkit sample` unless --num says otherwise", positive)
     multistep_sigmas: list[float] = option([0.821], "multistep consistency sampling: the levels after sigma_max, descending")
     heun_levels: int = option(18, "Karras levels of the EDM Heun sampler (2N - 1 evaluations)", at_least(2))
+    batch_size: int = option(256, "samples per network call when sampling (lower it if a U-Net runs out of memory)", positive)
+    grid_size: int = option(64, "samples in a picture: a square grid of images (8 x 8 for 64), or points", positive)
 
 
 @dataclass

@@ -61,5 +61,11 @@ def register_lr_schedules(register):
 
 
 @hookspec
+def register_edit_tasks(register):
+    """Zero-shot editing tasks: which part of the data is known and how it is put back after each
+    denoising step of the multistep sampler (Song et al. 2023, Algorithm 4)."""
+
+
+@hookspec
 def register_commands(cli):
     """Add Typer commands to the ``genkit`` command-line app ``cli``."""

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from genkit.errors import GenkitError
+
 
 def save_samples_picture(samples: torch.Tensor, path: Path, title: str = "", reference: torch.Tensor | None = None) -> Path:
     """A scatter plot for 2-D points, an image grid for images."""
@@ -48,3 +50,17 @@ def _grid(samples, path):
 
     columns = int(len(samples) ** 0.5) or 1
     save_image((samples[: columns * columns] + 1) / 2, path, nrow=columns)
+
+
+def save_pngs(samples: torch.Tensor, folder: Path, seeds) -> Path:
+    """One PNG per image in [-1, 1], named by its per-sample seed (000000.png, ...), as EDM's
+    generate.py names them, for FID tools that read a folder."""
+    from torchvision.utils import save_image
+
+    if samples.ndim != 4:
+        raise GenkitError(f"--png-dir writes images; these samples have shape {tuple(samples.shape[1:])}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for image, seed in zip(samples, seeds):
+        save_image((image + 1) / 2, folder / f"{seed:06d}.png")
+    return folder

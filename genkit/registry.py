@@ -20,6 +20,7 @@ SINGULAR = {
     "evaluators": "evaluator",
     "optimizers": "optimizer",
     "lr_schedules": "learning-rate schedule",
+    "edit_tasks": "editing task",
 }
 KINDS = tuple(SINGULAR)
 

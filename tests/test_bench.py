@@ -234,8 +234,7 @@ def test_toy2d_is_the_default_and_its_budget_is_the_same_for_every_method():
     assert {p.config.sample.multistep_sigmas[0] for p in planned} == {spec.two_step_sigma}
 
 
-@pytest.mark.parametrize("preset, missing", [("cifar10", ["network 'ncsnpp'", "dataset 'cifar10'"]),
-                                              ("imagenet64", ["network 'adm'", "dataset 'imagenet64'"])])  # fmt: skip
+@pytest.mark.parametrize("preset, missing", [("cifar10", ["evaluator 'fid'"]), ("imagenet64", ["evaluator 'fid'"])])
 def test_paper_presets_print_their_plan_and_name_what_is_missing(preset, missing, tmp_path):
     result = invoke("bench", "cd-vs-ict", "--preset", preset, "--dry-run", "--out", tmp_path / "plan")
     assert result.exit_code == 0, result.output

@@ -243,3 +243,9 @@ def test_many_samples_show_progress(trained_run, monkeypatch):
     monkeypatch.setattr(scoring, "track", lambda items, **kw: shown.append(kw["description"]) or items)
     load(trained_run).sample(300, batch_size=100, progress=True)
     assert shown == ["sampling 300"]
+
+
+def test_folders_that_cannot_be_written_are_one_line_errors(trained_run):
+    unwritable = Path("/proc/genkit-test")  # even root cannot create files in /proc
+    one_line_error(invoke("train", "--steps", 2, "--out", unwritable / "run"), "cannot use /proc/genkit-test/run as a run folder")
+    one_line_error(invoke("sample", trained_run, "--num", 4, "--out", unwritable / "x.npz"), "/proc/genkit-test")

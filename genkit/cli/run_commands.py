@@ -15,7 +15,8 @@ from genkit.api import load, new_run, resumable_run
 from genkit.cli.errors import console, handles_user_errors
 from genkit.errors import GenkitError
 from genkit.evaluation import build_evaluators, data_floor, reference_data, score
-from genkit.pictures import save_samples_picture
+from genkit.evaluation.scoring import sample_seeds
+from genkit.pictures import save_pngs, save_samples_picture
 from genkit.training.loop import Trainer
 
 
@@ -57,8 +58,12 @@ def sample(
     run: Annotated[Path, typer.Argument(help="A run folder written by genkit train.")],
     steps: Annotated[Optional[int], typer.Option(help="Sampling steps (consistency: 1, 2, ...; EDM: Heun levels).")] = None,
     num: Annotated[Optional[int], typer.Option(help="Number of samples (default: sample.num of the run).")] = None,
-    seed: Annotated[int, typer.Option(help="Sample k uses its own seed derived from this and k.")] = 0,
+    seed: Annotated[int, typer.Option(help="Sample k uses its own seed, seed * 2**32 + k.")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="Output .npz (default: RUN/samples/STEPSstep-seedSEED.npz).")] = None,
+    grid: Annotated[bool, typer.Option(help="Write a picture beside the .npz: an image grid, or a scatter plot of points.")] = True,
+    png_dir: Annotated[Optional[Path], typer.Option(help="Also write one PNG per image, named by its seed (what FID tools read).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Samples per network call (default: sample.batch_size).")] = None,
+    label: Annotated[Optional[int], typer.Option(help="Class of every sample of a class-conditional model (default: random per sample).")] = None,
     evaluate: Annotated[bool, typer.Option(help="Score the samples against fresh data, with the data-vs-data floor.")] = True,
 ) -> None:
     """Draw samples from a run's EMA weights; write .npz, a picture and the scores."""
@@ -66,16 +71,25 @@ def sample(
     method, dataset = model.trained.built.method, model.trained.built.dataset
     num = model.config.sample.num if num is None else num
     steps = method.default_sampling_steps() if steps is None else steps
-    samples = model.sample(num, steps, seed, progress=True)
+    if batch_size is not None and batch_size < 1:
+        raise GenkitError(f"--batch-size must be positive, got {batch_size}")
+    samples = model.sample(num, steps, seed, batch_size, progress=True, label=label)
     out = out or Path(run) / "samples" / f"{steps}step-seed{seed}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, samples=samples.numpy(), steps=steps, seed=seed, evaluations=method.sampling_evaluations(steps))
+    wrote = [f"{num} samples to [cyan]{out}[/]"]
     reference = reference_data(dataset, num)
-    picture = save_samples_picture(
-        samples, out.with_suffix(".png"), f"{model.config.method}, {steps} step(s), step {model.step}",
-        reference=reference if samples.ndim == 2 else None,
-    )
-    console.print(f"wrote {num} samples to [cyan]{out}[/] and a picture to [cyan]{picture}[/]")
+    if grid:
+        title = f"{model.config.method}, {steps} step(s), step {model.step}"
+        picture = save_samples_picture(
+            samples[: model.config.sample.grid_size] if samples.ndim == 4 else samples, out.with_suffix(".png"), title,
+            reference=reference if samples.ndim == 2 else None,
+        )
+        wrote.append(f"a picture to [cyan]{picture}[/]")
+    if png_dir is not None:
+        save_pngs(samples, png_dir, sample_seeds(seed, num))
+        wrote.append(f"{num} PNGs to [cyan]{png_dir}[/]")
+    console.print("wrote " + ", ".join(wrote))
     if evaluate:
         _print_scores(samples, reference, model.trained.built, num)
 

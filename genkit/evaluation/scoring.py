@@ -13,19 +13,31 @@ REFERENCE_SEED = 1  # the held-out data every score compares against
 FLOOR_SEED = 2  # a second held-out draw: data vs data is the floor a perfect model would reach
 
 
+def sample_seeds(seed: int, num: int) -> range:
+    """The per-sample seeds of ``num`` samples drawn with ``seed``: sample k uses seed * 2**32 + k."""
+    return range(seed * 2**32, seed * 2**32 + num)
+
+
 @torch.no_grad()
-def draw_samples(method, model, num: int, steps: int | None, seed: int = 0, batch_size: int = 4096, device=None, progress: bool = False):
-    """``num`` samples; sample k always uses seed ``seed * 2**32 + k``, whatever the batch size.
+def draw_samples(method, model, num: int, steps: int | None, seed: int = 0, batch_size: int = 256, device=None,
+                 progress: bool = False, label: int | None = None):
+    """``num`` samples, the same whatever the batch size: each draws its noise (and, for a
+    class-conditional network, its class unless ``label`` fixes it) from its own seed.
     ``progress`` shows a bar when there is more than one batch."""
     device = device or next(model.parameters()).device
+    label_dim = int(getattr(getattr(model, "net", None), "label_dim", 0))
     model.eval()
     chunks = []
+    seeds = sample_seeds(seed, num)
     starts = range(0, num, batch_size)
     if progress and len(starts) > 1:
         starts = track(starts, description=f"sampling {num}", transient=True)
     for start in starts:
-        seeds = range(seed * 2**32 + start, seed * 2**32 + min(start + batch_size, num))
-        chunks.append(method.sample(model, PerSampleNoise(seeds, device), steps).cpu())
+        noise = PerSampleNoise(seeds[start : start + batch_size], device)
+        labels = None
+        if label_dim:
+            labels = noise.randint(label_dim) if label is None else torch.full((len(noise),), label, device=device)
+        chunks.append(method.sample(model, noise, steps, labels).cpu())
     return torch.cat(chunks)
 
 

@@ -18,5 +18,10 @@ class PerSampleNoise:
         draws = [torch.randn(shape, generator=g, dtype=dtype) for g in self.generators]
         return torch.stack(draws).to(self.device)
 
+    def randint(self, high: int) -> torch.Tensor:
+        """One integer in [0, high) per sample (a class label), from the sample's own generator."""
+        draws = [torch.randint(high, (), generator=g) for g in self.generators]
+        return torch.stack(draws).to(self.device)
+
     def __len__(self) -> int:
         return len(self.generators)

@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -17,6 +18,7 @@ from genkit.build import build
 from genkit.config import Config
 from genkit.errors import GenkitError, TrainingDiverged, TrainingInterrupted  # noqa: F401  (re-exported)
 from genkit.evaluation import build_evaluators, draw_samples, reference_data, score
+from genkit.pictures import save_samples_picture
 from genkit.training import checkpoint, lock, rng
 from genkit.training.distributed import Distributed
 from genkit.training.ema import EMA
@@ -243,6 +245,11 @@ class Trainer:
                     self.run.append_metrics({"step": self.step, "eval": self.evaluate(cfg.eval_samples)})
                 self.dist.barrier()
                 self._clock = time.perf_counter()
+            if cfg.grid_every and (self.step % cfg.grid_every == 0 or self.step == cfg.steps):
+                self._charge_training_time()
+                if self.dist.is_main:
+                    self.save_grid()
+                self._clock = time.perf_counter()
             if self.step % cfg.checkpoint_every == 0:
                 self._charge_training_time()
                 self.save()
@@ -260,10 +267,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
 
+    def save_grid(self) -> Path:
+        """A picture of the EMA model's samples from fixed seeds, so runs show their progress."""
+        sample = self.config.sample
+        samples = draw_samples(self.method, self.ema.model, sample.grid_size, None, seed=0, batch_size=sample.batch_size)
+        path = self.run.path / "grids" / f"step-{self.step:07d}.png"
+        return save_samples_picture(samples, path, f"{self.config.method}, step {self.step}")
+
     def evaluate(self, num: int, steps: int | None = None) -> dict[str, float]:
         """Score the EMA model's samples against held-out data with the run's evaluators."""
         evaluators = build_evaluators(self.built)
-        samples = draw_samples(self.method, self.ema.model, num, steps, seed=0)
+        samples = draw_samples(self.method, self.ema.model, num, steps, seed=0, batch_size=self.config.sample.batch_size)
         return score(samples, reference_data(self.dataset, num), evaluators)
 
 

@@ -97,6 +97,8 @@ def plan(spec: BenchSpec, out: Path, registries) -> list[PlannedRun]:
             teacher_folder = out / "runs" / f"seed{seed}" / run.teacher if run.teacher else None
             layers = run_layers(spec, run, seed, teacher_folder, teacher_key(run, registries))
             missing = missing_components(layers, registries, run)
+            if spec.metric not in registries.evaluators:  # the verdict's metric
+                missing.append(Missing("evaluator", spec.metric, "bench.metric"))
             item = PlannedRun(run, seed, folder, layers, missing)
             if not missing:
                 item.config = configuration.resolve(layers, registries)
@@ -235,7 +237,7 @@ def score_run(spec: BenchSpec, item: PlannedRun, trained, registries, out: Path)
     reference = reference_data(dataset, spec.eval_samples)
     scores = []
     for steps in steps_list:
-        samples = draw_samples(method, trained.model, spec.eval_samples, steps, seed=item.seed)
+        samples = draw_samples(method, trained.model, spec.eval_samples, steps, seed=item.seed, batch_size=item.config.sample.batch_size)
         nfe = method.sampling_evaluations(steps)
         picture = Path("pictures") / f"{item.run.name}-seed{item.seed}-{nfe}nfe.png"
         title = f"{item.run.label}, {_sampling_phrase(item.run.role, steps, nfe)}, seed {item.seed}, step {trained.step}"
