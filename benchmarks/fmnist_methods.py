@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/fmnist-methods"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    lines = [f"| method | steps x batch | training s | images/s |", "| --- | --- | --- | --- |"]
+    lines = ["| method | steps x batch | training s | images/s |", "| --- | --- | --- | --- |"]
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(tmp)
         for method in ("edm", "cd", "ct", "ict"):

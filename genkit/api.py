@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -51,21 +51,26 @@ class Model:
 
     def sample(
         self, num: int, steps: int | None = None, seed: int = 0, batch_size: int | None = None,
-        progress: bool = False, label: int | None = None,
+        progress: bool = False, label: int | None = None, levels: Sequence[float] | None = None,
     ) -> torch.Tensor:
         """``num`` samples on the CPU; sample k always uses its own seed, whatever the batch size
         (default ``sample.batch_size``). ``steps``: consistency steps (1, 2, ...) or EDM's Heun
-        levels; None: the method's default. ``label`` fixes the class of a class-conditional
+        levels; None: the method's default, or len(levels) + 1. ``levels``: the steps - 1
+        intermediate noise levels of multistep consistency sampling, descending, in (sigma_min,
+        sigma_max), instead of sample.multistep_sigmas (genkit.evaluation.levels.search_levels
+        chooses them). ``label`` fixes the class of a class-conditional
         model (default: each sample's own random class). Non-finite samples (a diverged model)
         are an error, never returned."""
         if num < 1 or (steps is not None and steps < 1):
             raise GenkitError(f"the number of samples and of steps must be positive, got {num} and {steps}")
+        steps, levels = self.resolve_levels(steps, levels)
         if not 0 <= seed < SEED_LIMIT:
             raise GenkitError(f"the sampling seed must be in [0, 2**32), got {seed}")
         method = self.trained.built.method
         try:
             samples = draw_samples(
-                method, self.trained.model, num, steps, seed, batch_size or self.config.sample.batch_size, progress=progress, label=label
+                method, self.trained.model, num, steps, seed, batch_size or self.config.sample.batch_size, progress=progress,
+                label=label, levels=levels,
             )
         except ValueError as error:  # e.g. 3 steps with 1 level in sample.multistep_sigmas
             raise GenkitError(str(error)) from None
@@ -74,13 +79,29 @@ class Model:
             raise GenkitError(f"{bad} of {num} samples are NaN or infinite: the weights of {self.path} have diverged; nothing written")
         return samples
 
-    def evaluate(self, num: int | None = None, steps: int | None = None, seed: int = 0, floor: bool = False) -> dict[str, float]:
+    def resolve_levels(self, steps: int | None, levels: Sequence[float] | None) -> tuple[int | None, list[float] | None]:
+        """(steps, levels) checked: levels only for consistency sampling, descending, in (sigma_min,
+        sigma_max), steps - 1 of them (steps None: len(levels) + 1); one-line GenkitErrors otherwise."""
+        if levels is None:
+            return steps, None
+        from genkit.evaluation.levels import check_levels, require_consistency_sampler
+
+        require_consistency_sampler(self.trained.built)
+        noise = self.config.noise
+        levels = check_levels(levels, noise.sigma_min, noise.sigma_max, steps)
+        return len(levels) + 1, levels
+
+    def evaluate(
+        self, num: int | None = None, steps: int | None = None, seed: int = 0, floor: bool = False,
+        levels: Sequence[float] | None = None,
+    ) -> dict[str, float]:
         """The run's evaluators (``eval.metrics``, else the dataset's) on ``num`` samples against as
-        many held-out data points; ``floor=True`` adds ``<metric>/floor``, held-out data scored the same way."""
+        many held-out data points; ``floor=True`` adds ``<metric>/floor``, held-out data scored the same way.
+        ``levels``: as for :meth:`sample`."""
         built = self.trained.built
         num = num or built.config.sample.num
         evaluators = build_evaluators(built)
-        scores = score(self.sample(num, steps, seed), reference_data(built.dataset, num), evaluators)
+        scores = score(self.sample(num, steps, seed, levels=levels), reference_data(built.dataset, num), evaluators)
         if floor:
             scores.update({f"{name}/floor": value for name, value in data_floor(built.dataset, evaluators, num).items()})
         return scores

@@ -15,6 +15,8 @@ from genkit.api import load, new_run, resumable_run
 from genkit.cli.errors import console, handles_user_errors
 from genkit.errors import GenkitError
 from genkit.evaluation import build_evaluators, data_floor, reference_data, score
+from genkit.evaluation.levels import CACHE_FILE as LEVELS_FILE
+from genkit.evaluation.levels import DEFAULT_ITERATIONS, DEFAULT_SEARCH_SAMPLES, check_search, parse_levels, search_levels
 from genkit.evaluation.scoring import sample_seeds
 from genkit.pictures import save_pngs, save_samples_picture
 from genkit.training.loop import Trainer
@@ -65,22 +67,33 @@ def sample(
     batch_size: Annotated[Optional[int], typer.Option(help="Samples per network call (default: sample.batch_size).")] = None,
     label: Annotated[Optional[int], typer.Option(help="Class of every sample of a class-conditional model (default: random per sample).")] = None,
     evaluate: Annotated[bool, typer.Option(help="Score the samples against fresh data, with the data-vs-data floor.")] = True,
+    levels: Annotated[Optional[str], typer.Option(
+        help="Intermediate levels of multistep consistency sampling, descending (1.3,0.4: --steps 3), instead of "
+        "sample.multistep_sigmas; or 'search': the greedy search of Song et al. 2023 (ternary on ln sigma), cached in RUN/levels.json.")] = None,
+    metric: Annotated[Optional[str], typer.Option(help="With --levels search: the evaluator to minimise (default: the run's first).")] = None,
+    search_samples: Annotated[int, typer.Option(help="With --levels search: samples per score, against as many held-out data points.")] = DEFAULT_SEARCH_SAMPLES,
+    search_iterations: Annotated[int, typer.Option(help="With --levels search: ternary-search iterations per level (2 scores each).")] = DEFAULT_ITERATIONS,
 ) -> None:
     """Draw samples from a run's EMA weights; write .npz, a picture and the scores."""
     model = load(run)
     method, dataset = model.trained.built.method, model.trained.built.dataset
     num = model.config.sample.num if num is None else num
-    steps = method.default_sampling_steps() if steps is None else steps
     if batch_size is not None and batch_size < 1:
         raise GenkitError(f"--batch-size must be positive, got {batch_size}")
-    samples = model.sample(num, steps, seed, batch_size, progress=True, label=label)
-    out = out or Path(run) / "samples" / f"{steps}step-seed{seed}.npz"
+    chosen = _levels(model, steps, levels, metric, search_samples, search_iterations)
+    steps, chosen = model.resolve_levels(steps, chosen)
+    steps = method.default_sampling_steps() if steps is None else steps
+    samples = model.sample(num, steps, seed, batch_size, progress=True, label=label, levels=chosen)
+    named = f"-levels{'-'.join(f'{t:.4g}' for t in chosen)}" if chosen else ""
+    out = out or Path(run) / "samples" / f"{steps}step{named}-seed{seed}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, samples=samples.numpy(), steps=steps, seed=seed, evaluations=method.sampling_evaluations(steps))
+    extra = {"levels": np.array(chosen)} if chosen else {}
+    np.savez(out, samples=samples.numpy(), steps=steps, seed=seed, evaluations=method.sampling_evaluations(steps), **extra)
     wrote = [f"{num} samples to [cyan]{out}[/]"]
     reference = reference_data(dataset, num)
     if grid:
-        title = f"{model.config.method}, {steps} step(s), step {model.step}"
+        at = f" at {', '.join(f'{t:.4g}' for t in chosen)}" if chosen else ""
+        title = f"{model.config.method}, {steps} step(s){at}, step {model.step}"
         picture = save_samples_picture(
             samples[: model.config.sample.grid_size] if samples.ndim == 4 else samples, out.with_suffix(".png"), title,
             reference=reference if samples.ndim == 2 else None,
@@ -92,6 +105,36 @@ def sample(
     console.print("wrote " + ", ".join(wrote))
     if evaluate:
         _print_scores(samples, reference, model.trained.built, num)
+
+
+def _levels(model, steps, text, metric, search_samples, search_iterations) -> list[float] | None:
+    """--levels as numbers, or chosen by the greedy search (printed level by level)."""
+    parsed = parse_levels(text) if text is not None else None
+    if metric is not None and parsed != "search":
+        raise GenkitError("--metric chooses what --levels search minimises; add --levels search")
+    if parsed != "search":
+        return parsed
+    chosen_metric, _ = check_search(model, steps, metric, search_samples, search_iterations)
+
+    def found(index: int, tau: float, value) -> None:
+        console.print(f"  level {index}: {tau:.6g}  ({index + 1} steps: {chosen_metric} {_number(value)})", highlight=False)
+
+    console.print(
+        f"levels for {steps}-step sampling: greedy ternary search on ln(sigma), {search_iterations} iterations per level, "
+        f"{chosen_metric} of {search_samples} samples vs as many held-out data points", highlight=False,
+    )
+    result = search_levels(model, steps, chosen_metric, search_samples, search_iterations, on_level=found)
+    if result.reused:
+        console.print(
+            f"  ({'all' if result.cached else f'the first {result.reused} of'} these read from [cyan]{Path(model.path) / LEVELS_FILE}[/]: "
+            f"the same search at checkpoint step {model.step})", highlight=False,
+        )
+    console.print(f"  1 step: {result.metric} {_number(result.one_step)}; levels {','.join(f'{t:.6g}' for t in result.levels)}", highlight=False)
+    return list(result.levels)
+
+
+def _number(value) -> str:
+    return "not finite" if value is None or value != value or value in (float("inf"), float("-inf")) else f"{value:.4g}"
 
 
 def _print_scores(samples, reference, built, num) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+from typing import Sequence
+
 import torch
 from rich.progress import track
 
@@ -20,10 +23,17 @@ def sample_seeds(seed: int, num: int) -> range:
 
 @torch.no_grad()
 def draw_samples(method, model, num: int, steps: int | None, seed: int = 0, batch_size: int = 256, device=None,
-                 progress: bool = False, label: int | None = None):
+                 progress: bool = False, label: int | None = None, levels: Sequence[float] | None = None):
     """``num`` samples, the same whatever the batch size: each draws its noise (and, for a
     class-conditional network, its class unless ``label`` fixes it) from its own seed.
-    ``progress`` shows a bar when there is more than one batch."""
+    ``progress`` shows a bar when there is more than one batch. ``levels``: the intermediate
+    levels of multistep consistency sampling, instead of sample.multistep_sigmas (a method whose
+    sampler takes none, EDM's Heun, refuses them)."""
+    extra = {}
+    if levels is not None:
+        if not sampler_takes_levels(method):
+            raise GenkitError(f"levels apply to consistency sampling; {type(method).__name__}'s sampler takes none")
+        extra["levels"] = list(levels)
     device = device or next(model.parameters()).device
     label_dim = int(getattr(getattr(model, "net", None), "label_dim", 0))
     model.eval()
@@ -37,8 +47,16 @@ def draw_samples(method, model, num: int, steps: int | None, seed: int = 0, batc
         labels = None
         if label_dim:
             labels = noise.randint(label_dim) if label is None else torch.full((len(noise),), label, device=device)
-        chunks.append(method.sample(model, noise, steps, labels).cpu())
+        chunks.append(method.sample(model, noise, steps, labels, **extra).cpu())
     return torch.cat(chunks)
+
+
+def sampler_takes_levels(method) -> bool:
+    """Whether ``method.sample`` takes ``levels`` (consistency sampling does; EDM's Heun does not)."""
+    try:
+        return "levels" in inspect.signature(method.sample).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def score(samples: torch.Tensor, reference: torch.Tensor, evaluators: dict) -> dict[str, float]:

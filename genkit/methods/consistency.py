@@ -10,7 +10,7 @@ follows the student with EMA rate mu(k) (mu = 0: the student itself under stop-g
 from __future__ import annotations
 
 import copy
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
 import torch
 from torch import nn
@@ -105,24 +105,34 @@ class ConsistencyTraining(Method):
         if self.target is not None:
             ema_update(self.target, self.model, self.target_rate(step))
 
-    def multistep_sigmas(self, steps: int) -> list[float]:
-        taus = list(self.sample_config.multistep_sigmas)
+    def multistep_sigmas(self, steps: int, levels: Sequence[float] | None = None) -> list[float]:
+        """The steps - 1 intermediate levels: the first of ``levels`` when given, else of
+        sample.multistep_sigmas."""
+        taus = list(self.sample_config.multistep_sigmas if levels is None else levels)
         if steps - 1 > len(taus):
+            if levels is not None:
+                raise ValueError(f"{steps}-step sampling needs {steps - 1} levels, {len(taus)} given: {taus}")
             raise ValueError(
                 f"{steps}-step sampling needs {steps - 1} levels in sample.multistep_sigmas, "
                 f"the config gives {len(taus)}: {taus}"
             )
         return taus[: steps - 1]
 
-    def sample(self, model, noise: PerSampleNoise, steps: int | None, labels: torch.Tensor | None = None) -> torch.Tensor:
-        steps = steps or self.default_sampling_steps()
+    def sample(
+        self, model, noise: PerSampleNoise, steps: int | None, labels: torch.Tensor | None = None,
+        levels: Sequence[float] | None = None,
+    ) -> torch.Tensor:
+        """Algorithm 1 of Song et al. (2023) from sigma_max through the intermediate ``levels``
+        (default: sample.multistep_sigmas); ``steps`` None with levels: len(levels) + 1."""
+        if not steps:
+            steps = len(levels) + 1 if levels is not None else self.default_sampling_steps()
         return consistency_sample(
             conditioned(model, labels),
             noise,
             self.data_shape,
             self.noise.sigma_max,
             self.noise.sigma_min,
-            self.multistep_sigmas(steps),
+            self.multistep_sigmas(steps, levels),
             clamp=self.clamp,
         )
 

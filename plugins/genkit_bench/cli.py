@@ -92,7 +92,7 @@ def cd_vs_ict(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate the preset and print the plan; train nothing.")] = False,
     assignments: Annotated[list[str], typer.Option("--set", help="Override a bench key: --set steps=500, --set overrides.network.width=64 (repeatable).")] = [],
 ) -> None:
-    """EDM teacher, CD from it, iCT and CT from scratch, per seed; score at 1 and 2 steps; report."""
+    """EDM teacher, CD from it, iCT and CT from scratch, per seed; score at 1, 2 (or bench.sampling_steps) steps; report."""
     if seeds is not None and seeds < 1:
         raise GenkitError("--seeds must be at least 1")
     spec = bench_spec.load_spec(preset, [_bench_assignment(a) for a in assignments], seeds)
@@ -135,6 +135,20 @@ def _part(value) -> str:
     return str(value)
 
 
+def _and_list(values: list) -> str:
+    """1 and 2; 1, 2 and 3."""
+    words = [str(v) for v in values]
+    return " and ".join(words) if len(words) < 3 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def _levels_phrase(sampling_steps: list[int], levels: list[float]) -> str:
+    """'2-step level 0.821' for benches at 1 and 2 steps; the levels k steps draw from otherwise."""
+    most = max(sampling_steps)
+    if most <= 2:
+        return f"2-step level {levels[0]}"
+    return f"levels {', '.join(map(str, levels[: most - 1]))} (k steps use the first k - 1)"
+
+
 def _print_plan(spec: bench_spec.BenchSpec, out: Path, planned: list[runner.PlannedRun]) -> None:
     console.print(f"[bold]plan: genkit bench cd-vs-ict --preset {spec.name}[/]  ({spec.title})", highlight=False)
     console.print(f"  preset file       {bench_spec.display_source(spec)}", highlight=False)
@@ -147,7 +161,7 @@ def _print_plan(spec: bench_spec.BenchSpec, out: Path, planned: list[runner.Plan
     )
     console.print(
         f"  scoring           {spec.metric} on {spec.eval_samples} samples vs as many held-out data points; "
-        f"sampling steps {spec.sampling_steps}, 2-step level {spec.two_step_sigma}; "
+        f"sampling steps {spec.sampling_steps}, {_levels_phrase(spec.sampling_steps, spec.levels)}; "
         f"curve every {spec.curve_every or '-'} steps on {spec.curve_samples} samples",
         highlight=False,
     )
@@ -164,7 +178,7 @@ def _print_plan(spec: bench_spec.BenchSpec, out: Path, planned: list[runner.Plan
         sampling = (
             f"Heun, {view['sample']['heun_levels']} levels"
             if item.run.role == "teacher"
-            else f"{' and '.join(map(str, spec.sampling_steps))} step(s), 2-step level {view['sample']['multistep_sigmas'][0]}"
+            else f"{_and_list(spec.sampling_steps)} step(s), {_levels_phrase(spec.sampling_steps, view['sample']['multistep_sigmas'])}"
         )
         console.print(
             f"  [bold]{item.run.label}[/]: method {item.run.method}{absent if item.run.method not in registries.methods else ''}, "

@@ -35,6 +35,16 @@ def _sampling_words(role: str, scored: dict[str, Any]) -> str:
     return "1 step" if scored["steps"] == 1 else f"{scored['steps']} steps"
 
 
+def levels_sentence(evaluation: dict[str, Any], spec: dict[str, Any]) -> str:
+    """Which intermediate noise levels multistep sampling used (k steps: the first k - 1)."""
+    levels = evaluation.get("levels") or [evaluation["two_step_sigma"]]
+    most = max(spec.get("sampling_steps") or [2])
+    if most <= 2:
+        return f"2-step sampling uses the intermediate noise level {format_number(levels[0])}."
+    shown = ", ".join(format_number(t) for t in levels[: most - 1])
+    return f"k-step sampling uses the first k - 1 of the intermediate noise levels {shown}."
+
+
 def metric_names(results: dict[str, Any]) -> list[str]:
     names = list(results["rows"][0]["metrics"]) if results["rows"] else []
     metric = results["evaluation"]["metric"]
@@ -164,8 +174,7 @@ def write_report(results: dict[str, Any], out: Path, curves: Path | None) -> Pat
         "",
         f"**Scores.** {evaluation['samples']} samples from the EMA weights of each model against "
         f"{evaluation['reference']}; the `data (floor)` row scores a second held-out draw of the same size and is the "
-        f"best any model can reach at this sample count. 2-step sampling uses the intermediate noise level "
-        f"{format_number(evaluation['two_step_sigma'])}. "
+        f"best any model can reach at this sample count. {levels_sentence(evaluation, spec)} "
         + ("Figures are mean ± sample standard deviation over seeds." if len(seeds) > 1 else "One seed, so no spread."),
         "",
         markdown_table(results),

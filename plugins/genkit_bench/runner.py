@@ -34,7 +34,16 @@ from genkit.training.loop import Trainer, TrainingInterrupted
 from genkit.training import lock
 from genkit.training.run import RunFolder
 
-from genkit_bench.spec import BenchSpec, Missing, RunSpec, display_source, missing_components, run_layers, validate_partially
+from genkit_bench.spec import (
+    BenchSpec,
+    Missing,
+    RunSpec,
+    display_source,
+    missing_components,
+    run_layers,
+    sampling_levels,
+    validate_partially,
+)
 from genkit_bench.stats import Comparison, summarize, verdict_sentence
 
 EVAL_FILE = "bench-eval.json"
@@ -167,6 +176,13 @@ def _is_teacher_key(difference: str, item: PlannedRun, registries) -> bool:
     return bool(key) and difference.split(":")[0] == f"methods.{item.run.method}.{key}"
 
 
+SAMPLING_KEYS = ("sample.multistep_sigmas",)  # how a run is sampled, not trained: a change rescores it
+
+
+def _is_sampling_key(difference: str) -> bool:
+    return difference.split(":")[0] in SAMPLING_KEYS
+
+
 def _without_other_methods(values: dict, method: str) -> dict:
     """Options of methods a run does not train cannot change it (a newer preset may add some)."""
     return {**values, "methods": {k: v for k, v in values.get("methods", {}).items() if k == method}}
@@ -181,12 +197,12 @@ def train_run(item: PlannedRun, registries, progress=None, on_step: Callable[[in
         differences = _differences(
             _without_other_methods(saved.to_dict(), config.method), _without_other_methods(config.to_dict(), config.method)
         )
-        if any(not _is_teacher_key(d, item, registries) for d in differences):
+        if any(not _is_teacher_key(d, item, registries) and not _is_sampling_key(d) for d in differences):
             raise GenkitError(
                 f"{folder.path} holds a run with another config ({'; '.join(differences[:3])}); "
                 f"rerun with the bench settings it was made with, or pick another --out"
             )
-        if differences:  # only the teacher folder moved (the output folder was renamed)
+        if differences:  # only the teacher folder moved (the output folder was renamed) or the levels changed
             folder.write_config(config)
         trainer = Trainer(config, folder, registries, resume=True)
     else:  # the Trainer clears a log left from before a first checkpoint
@@ -206,14 +222,26 @@ def train_run(item: PlannedRun, registries, progress=None, on_step: Callable[[in
 
 
 def _eval_settings(spec: BenchSpec, item: PlannedRun, step: int, steps_list: list[int]) -> dict[str, Any]:
-    return {
+    levels = sampling_levels(spec, item.run)
+    settings = {
         "step": step,
         "eval_samples": spec.eval_samples,
         "sampling_steps": steps_list,
-        "two_step_sigma": item.config.sample.multistep_sigmas[0],
+        "two_step_sigma": levels[0],
         "sample_seed": item.seed,
         "reference_seed": REFERENCE_SEED,
     }
+    if item.run.role != "teacher" and max(steps_list) > 2:  # benches at 1 and 2 steps keep their cached scores
+        settings["levels"] = levels[: max(steps_list) - 1]
+    return settings
+
+
+def levels_for(spec: BenchSpec, item: PlannedRun, steps: int) -> list[float] | None:
+    """The intermediate levels of a consistency model's ``steps``-step sampling (None: the teacher,
+    or one step)."""
+    if item.run.role == "teacher" or steps < 2:
+        return None
+    return spec.run_levels(item.run)[: steps - 1]
 
 
 def evaluators_of(trained, registries) -> dict[str, Any]:
@@ -237,7 +265,10 @@ def score_run(spec: BenchSpec, item: PlannedRun, trained, registries, out: Path)
     reference = reference_data(dataset, spec.eval_samples)
     scores = []
     for steps in steps_list:
-        samples = draw_samples(method, trained.model, spec.eval_samples, steps, seed=item.seed, batch_size=item.config.sample.batch_size)
+        samples = draw_samples(
+            method, trained.model, spec.eval_samples, steps, seed=item.seed, batch_size=item.config.sample.batch_size,
+            levels=levels_for(spec, item, steps),
+        )
         nfe = method.sampling_evaluations(steps)
         picture = Path("pictures") / f"{item.run.name}-seed{item.seed}-{nfe}nfe.png"
         title = f"{item.run.label}, {_sampling_phrase(item.run.role, steps, nfe)}, seed {item.seed}, step {trained.step}"
@@ -421,6 +452,7 @@ def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, An
             "samples": spec.eval_samples,
             "reference": f"{spec.eval_samples} held-out data points (reference seed {REFERENCE_SEED})",
             "two_step_sigma": spec.two_step_sigma,
+            "levels": spec.levels[: max(spec.max_sampling_steps - 1, 1)],  # k steps use the first k - 1
         },
         "floor": floor,  # held-out data vs held-out data at eval_samples points
         "curve_floor": curve_floor,  # the same at curve_samples points, for the metric-vs-step plot

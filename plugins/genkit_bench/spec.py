@@ -3,8 +3,12 @@ training configs they imply (one per run and seed), layered like every genkit co
 
     training preset < bench.overrides < bench.runs.NAME.overrides < the bench's fixed keys
 
-The fixed keys (method, seed, train.steps, train.batch_size, evaluation cadence, the 2-step
-level, a student's teacher folder) come last, so no override can make the budget unfair.
+The fixed keys (method, seed, train.steps, train.batch_size, evaluation cadence, the multistep
+levels, a student's teacher folder) come last, so no override can make the budget unfair.
+
+Consistency models are scored at each k of ``bench.sampling_steps``; k-step sampling uses the first
+k - 1 of ``bench.levels`` (descending), or of the run's own ``levels``. ``two_step_sigma`` (bench
+or run) is the older spelling of a single level, ``levels = [x]``.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ class RunSpec:
     label: str = ""  # name in tables and plots (default: the run's key)
     role: str = "contender"  # teacher | contender | reference
     teacher: str = ""  # key of the run whose folder becomes methods.METHOD.teacher
-    two_step_sigma: float = 0.0  # this run's 2-step level (0: the bench's)
+    levels: list[float] = field(default_factory=list)  # this run's multistep levels, descending (empty: the bench's)
+    two_step_sigma: float = 0.0  # older spelling of levels = [two_step_sigma] (0: the bench's levels)
     overrides: Any = field(default_factory=dict)  # config keys layered over the training preset
     name: str = ""  # filled from the table key
 
@@ -45,7 +50,8 @@ class BenchSpec:
     steps: int = 1000  # training steps K, the same for every method
     batch_size: int = 256  # training batch size, the same for every method
     sampling_steps: list[int] = field(default_factory=lambda: [1, 2])  # consistency models are scored at these
-    two_step_sigma: float = 0.821  # intermediate noise level of 2-step sampling
+    levels: list[float] = field(default_factory=list)  # multistep levels, descending: k steps use the first k - 1 (empty: [0.821])
+    two_step_sigma: float = 0.0  # older spelling of levels = [two_step_sigma]; after loading, always levels[0]
     eval_samples: int = 5000  # samples per final score (and held-out data points to score against)
     curve_every: int = 0  # training steps between scores for the metric-vs-step plot (0: none)
     curve_samples: int = 1000  # samples per curve point
@@ -63,6 +69,16 @@ class BenchSpec:
 
     def run(self, name: str) -> RunSpec:
         return next(r for r in self.run_list if r.name == name)
+
+    def run_levels(self, run: RunSpec) -> list[float]:
+        """The levels a run samples with: its own, else the bench's."""
+        if run.levels:
+            return list(run.levels)
+        return [run.two_step_sigma] if run.two_step_sigma else list(self.levels)
+
+    @property
+    def max_sampling_steps(self) -> int:
+        return max(self.sampling_steps)
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
@@ -102,6 +118,7 @@ def load_spec(preset: str, assignments: list[str] = (), seeds: int | None = None
     spec = parser.dataclass(BenchSpec, layers.data["bench"], "bench")
     spec.name, spec.source, spec.given = Path(preset).stem, str(path), str(preset)
     spec.run_list = _parse_runs(spec, layers, parser)
+    _resolve_levels(spec, layers)
     _check(spec, layers)
     spec.training_preset = _training_preset(spec.training_preset, path)
     return spec
@@ -141,14 +158,17 @@ def _check(spec: BenchSpec, layers: configuration.Layers) -> None:
         if value <= 0:
             raise GenkitError(f"bench.{key} must be positive, got {value} ({layers.source_of('bench.' + key)})")
 
-    for key in ("seeds", "steps", "batch_size", "eval_samples", "curve_samples", "two_step_sigma"):
+    for key in ("seeds", "steps", "batch_size", "eval_samples", "curve_samples"):
         positive(key, getattr(spec, key))
     if spec.torch_threads < 0:
         raise GenkitError(f"bench.torch_threads must be 0 (torch's default) or positive, got {spec.torch_threads}")
     if spec.curve_every < 0:
         raise GenkitError(f"bench.curve_every must be 0 or positive, got {spec.curve_every}")
-    if not spec.sampling_steps or any(k not in (1, 2) for k in spec.sampling_steps):
-        raise GenkitError(f"bench.sampling_steps must list 1 and/or 2, got {spec.sampling_steps} ({layers.source_of('bench.sampling_steps')})")
+    steps = spec.sampling_steps
+    if not steps or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in steps) or len(set(steps)) < len(steps):
+        raise GenkitError(
+            f"bench.sampling_steps must list different step counts of 1 or more, got {steps} ({layers.source_of('bench.sampling_steps')})"
+        )
     if not isinstance(spec.overrides, dict):
         raise GenkitError(f"bench.overrides must be a table ({layers.source_of('bench.overrides')})")
     names = [r.name for r in spec.run_list]
@@ -166,8 +186,8 @@ def _check(spec: BenchSpec, layers: configuration.Layers) -> None:
                 raise GenkitError(f"bench.runs.{run.name}: its teacher '{run.teacher}' must come before it in bench.runs")
             if spec.run(run.teacher).role != "teacher":
                 raise GenkitError(f"bench.runs.{run.name}.teacher: run '{run.teacher}' must have role = \"teacher\"")
-        if run.two_step_sigma < 0:
-            raise GenkitError(f"bench.runs.{run.name}.two_step_sigma must be positive")
+        if run.role != "teacher":  # the teacher samples with Heun
+            _check_enough_levels(spec, run, layers)
         for scope, overrides in (("bench.overrides", spec.overrides), (f"bench.runs.{run.name}.overrides", run.overrides)):
             for dotted in FIXED_KEYS:
                 if _has_key(overrides, dotted):
@@ -175,6 +195,52 @@ def _check(spec: BenchSpec, layers: configuration.Layers) -> None:
                         f"{scope} sets {dotted}; the budget is fixed by the bench (bench.steps, bench.batch_size, seeds) for every method"
                     )
         seen.add(run.name)
+
+
+DEFAULT_LEVELS = [0.821]  # iCT's CIFAR-10 2-step level (Song & Dhariwal 2023)
+
+
+def _resolve_levels(spec: BenchSpec, layers: configuration.Layers) -> None:
+    """bench.levels from itself or the older two_step_sigma (one level); checked descending and
+    positive, for the bench and every run. Fills spec.two_step_sigma with the first level."""
+    scopes = [("bench", spec)] + [(f"bench.runs.{run.name}", run) for run in spec.run_list]
+    for scope, holder in scopes:
+        where = layers.source_of(scope + ".levels") if holder.levels else layers.source_of(scope + ".two_step_sigma")
+        if holder.levels and holder.two_step_sigma:
+            raise GenkitError(f"{scope} sets both levels and two_step_sigma (the older spelling of levels = [x]); keep levels ({where})")
+        if holder.two_step_sigma < 0 or (holder.two_step_sigma == 0 and _given(layers, scope + ".two_step_sigma")):
+            raise GenkitError(f"{scope}.two_step_sigma must be positive, got {holder.two_step_sigma} ({where})")
+        levels = list(holder.levels)
+        if any(not tau > 0 for tau in levels):
+            raise GenkitError(f"{scope}.levels must be positive, got {levels} ({where})")
+        if any(later >= earlier for earlier, later in zip(levels, levels[1:])):
+            raise GenkitError(f"{scope}.levels must descend, got {levels} ({where})")
+    if not spec.levels:
+        spec.levels = [spec.two_step_sigma] if spec.two_step_sigma else list(DEFAULT_LEVELS)
+    spec.two_step_sigma = spec.levels[0]
+
+
+def _given(layers: configuration.Layers, dotted: str) -> bool:
+    return _has_key(layers.data, dotted)
+
+
+def _check_enough_levels(spec: BenchSpec, run: RunSpec, layers: configuration.Layers) -> None:
+    """k-step sampling of a consistency model needs k - 1 levels."""
+    needed = spec.max_sampling_steps - 1
+    levels = spec.run_levels(run)
+    if len(levels) < needed:
+        own = run.levels or run.two_step_sigma
+        where = f"bench.runs.{run.name}.{'levels' if run.levels else 'two_step_sigma'}" if own else "bench.levels"
+        raise GenkitError(
+            f"bench.sampling_steps asks {spec.max_sampling_steps} steps, which take {needed} levels; {where} gives "
+            f"{len(levels)} ({', '.join(f'{t:g}' for t in levels)}) for run '{run.name}': give {where.rsplit('.', 1)[0]}.levels = [...]"
+        )
+
+
+def sampling_levels(spec: BenchSpec, run: RunSpec) -> list[float]:
+    """The levels a run's config gets (sample.multistep_sigmas): the ones its sampling steps use,
+    at least one (so a bench at 1 and 2 steps writes the same config as before levels existed)."""
+    return spec.run_levels(run)[: max(spec.max_sampling_steps - 1, 1)]
 
 
 def _has_key(values: dict, dotted: str) -> bool:
@@ -213,7 +279,7 @@ def run_layers(
             "eval_every": spec.curve_every,
             "eval_samples": spec.curve_samples,
         },
-        "sample": {"multistep_sigmas": [run.two_step_sigma or spec.two_step_sigma]},
+        "sample": {"multistep_sigmas": sampling_levels(spec, run)},
     }
     if run.teacher and teacher_key:
         fixed["methods"] = {run.method: configuration.nest(teacher_key, str(teacher_folder))}
