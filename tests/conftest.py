@@ -67,3 +67,15 @@ def assert_same_tensors(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def assert_one_line_error(result, *fragments) -> None:
+    """A CLI result that failed with one line starting 'error:' (the last line printed), no
+    traceback, and every fragment in that line."""
+    assert result.exit_code != 0, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and result.output.rstrip().splitlines()[-1] == errors[0], result.output
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]

@@ -5,6 +5,8 @@ import re
 from pathlib import Path
 
 import pytest
+
+from conftest import assert_one_line_error
 from typer.testing import CliRunner
 
 from genkit import plugins
@@ -59,15 +61,6 @@ role = "reference"
 
 def invoke(*args):
     return CliRunner().invoke(build_app(), [str(a) for a in args], env=WIDE)
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture

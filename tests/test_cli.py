@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import genkit
 from genkit.cli.main import build_app
 
-from conftest import TINY
+from conftest import TINY, assert_one_line_error
 
 runner = CliRunner()
 
@@ -22,14 +22,6 @@ def invoke(*args):
 
 def tiny_flags():
     return [part for item in TINY for part in ("--set", item)]
-
-
-def assert_user_error(result, message):
-    assert result.exit_code == 1, result.output
-    assert message in result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
 
 
 def test_version():
@@ -70,7 +62,7 @@ def test_train_sample_and_resume(tmp_path):
     assert "swd" in result.output and "data vs data" in result.output
 
     result = invoke("train", "--out", out, "--method", "ict", *tiny_flags())
-    assert_user_error(result, "already holds a run")
+    assert_one_line_error(result, "already holds a run")
     result = invoke("train", "--resume", "--out", out)
     assert result.exit_code == 0, result.output  # already finished: nothing left to do
 
@@ -96,16 +88,16 @@ def test_sample_is_independent_of_batch_size_and_repeatable(tmp_path):
     ],
 )
 def test_user_errors_are_one_line_and_nonzero(args, message):
-    assert_user_error(invoke(*args), message)
+    assert_one_line_error(invoke(*args), message)
 
 
 def test_corrupt_checkpoint_and_sample_steps_errors(tmp_path):
     out = tmp_path / "run"
     invoke("train", "--steps", "3", "--out", out, *tiny_flags())
-    assert_user_error(invoke("sample", out, "--steps", "5"), "5-step sampling needs 4 levels")
+    assert_one_line_error(invoke("sample", out, "--steps", "5"), "5-step sampling needs 4 levels")
     (out / "checkpoint.pt").write_bytes(b"garbage")
-    assert_user_error(invoke("sample", out), "is not a genkit checkpoint")
-    assert_user_error(invoke("sample", tmp_path), "not a genkit run folder")
+    assert_one_line_error(invoke("sample", out), "is not a genkit checkpoint")
+    assert_one_line_error(invoke("sample", tmp_path), "not a genkit run folder")
 
 
 def test_bad_flag_exits_nonzero():

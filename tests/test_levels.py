@@ -19,7 +19,7 @@ from genkit.evaluation.levels import check_levels, greedy_levels, parse_levels, 
 from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder
 
-from conftest import TINY
+from conftest import TINY, assert_one_line_error
 from test_bench import TINY_BENCH
 
 from genkit_bench import runner as bench_runner
@@ -30,15 +30,6 @@ SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
 
 def invoke(*args):
     return CliRunner().invoke(build_app(), [str(a) for a in args], env={"COLUMNS": "250"})
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 # ----------------------------------------------------------------------------- the pure search

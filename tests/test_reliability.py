@@ -18,7 +18,7 @@ from genkit.training import checkpoint, lock
 from genkit.training.loop import Trainer, resume_command
 from genkit.training.run import RunFolder
 
-from conftest import TINY
+from conftest import TINY, assert_one_line_error
 
 runner = CliRunner()
 
@@ -27,15 +27,6 @@ def invoke(*args):
     from genkit.cli.main import build_app
 
     return runner.invoke(build_app(), [str(a) for a in args])
-
-
-def one_line_error(result, text: str) -> None:
-    assert result.exit_code != 0, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and result.output.rstrip().splitlines()[-1] == errors[0], result.output
-    assert "Traceback" not in result.output
-    assert text in errors[0], result.output
 
 
 @pytest.fixture
@@ -105,8 +96,8 @@ def test_a_new_run_goes_only_into_an_empty_folder_or_a_genkit_run(tmp_path, regi
     with pytest.raises(GenkitError, match="already holds a run"):
         Trainer(config, RunFolder(trained_run), registries)
     (tmp_path / "file").write_text("x")
-    one_line_error(invoke("train", "--out", tmp_path / "file", "--steps", 2), "is a file, not a run folder")
-    one_line_error(invoke("train", "--out", tmp_path / "file" / "run", "--steps", 2), "Not a directory")
+    assert_one_line_error(invoke("train", "--out", tmp_path / "file", "--steps", 2), "is a file, not a run folder")
+    assert_one_line_error(invoke("train", "--out", tmp_path / "file" / "run", "--steps", 2), "Not a directory")
     # a genkit run that never reached its first checkpoint may be started over
     RunFolder(tmp_path / "fresh").write_config(config)
     Trainer(config, RunFolder(tmp_path / "fresh"), registries).train()
@@ -143,7 +134,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tin
 
 def test_a_huge_learning_rate_fails_with_one_line(tmp_path):
     result = invoke("train", "--out", tmp_path / "run", "--steps", 40, *[f"--set={s}" for s in TINY], "--set", "train.lr=1e30")
-    one_line_error(result, "training diverged: a loss was NaN or infinite by step 5")
+    assert_one_line_error(result, "training diverged: a loss was NaN or infinite by step 5")
 
 
 @pytest.mark.parametrize("value", ["nan", "inf"])
@@ -156,7 +147,7 @@ def test_sampling_refuses_to_write_non_finite_samples(trained_run, registries):
     state = checkpoint.load(trained_run / "checkpoint.pt")
     state["ema"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in state["ema"].items()}
     checkpoint.save_atomic(state, trained_run / "checkpoint.pt")
-    one_line_error(invoke("sample", trained_run, "--num", 10), "10 of 10 samples are NaN or infinite")
+    assert_one_line_error(invoke("sample", trained_run, "--num", 10), "10 of 10 samples are NaN or infinite")
     assert not (trained_run / "samples").exists()
 
 
@@ -166,18 +157,18 @@ def test_sampling_refuses_to_write_non_finite_samples(trained_run, registries):
 def test_broken_files_in_a_run_folder_are_one_line_errors(trained_run):
     config_text = (trained_run / "config.toml").read_text()
     (trained_run / "checkpoint.pt").write_bytes(b"")
-    one_line_error(invoke("sample", trained_run), "is empty (0 bytes)")
+    assert_one_line_error(invoke("sample", trained_run), "is empty (0 bytes)")
     (trained_run / "config.toml").write_bytes(b"method = \"\xff\xfe\"\n")
-    one_line_error(invoke("sample", trained_run), "invalid TOML")
+    assert_one_line_error(invoke("sample", trained_run), "invalid TOML")
     (trained_run / "config.toml").write_text("")
-    one_line_error(invoke("sample", trained_run), "config.toml is empty")
+    assert_one_line_error(invoke("sample", trained_run), "config.toml is empty")
     (trained_run / "config.toml").write_text(config_text)
 
 
 def test_a_checkpoint_of_another_network_names_the_first_mismatch(trained_run):
     text = (trained_run / "config.toml").read_text().replace("width = 32", "width = 48")
     (trained_run / "config.toml").write_text(text)
-    one_line_error(invoke("sample", trained_run), "'model.net.blocks.0.layers.0.bias' has shape (32,) in the checkpoint, (48,) in this config's model")
+    assert_one_line_error(invoke("sample", trained_run), "'model.net.blocks.0.layers.0.bias' has shape (32,) in the checkpoint, (48,) in this config's model")
 
 
 @pytest.mark.parametrize(
@@ -188,7 +179,7 @@ def test_a_checkpoint_of_another_network_names_the_first_mismatch(trained_run):
     ],
 )
 def test_bad_sampling_requests_are_refused(trained_run, args, message):
-    one_line_error(invoke("sample", trained_run, *args), message)
+    assert_one_line_error(invoke("sample", trained_run, *args), message)
 
 
 @pytest.mark.parametrize(
@@ -247,5 +238,5 @@ def test_many_samples_show_progress(trained_run, monkeypatch):
 
 def test_folders_that_cannot_be_written_are_one_line_errors(trained_run):
     unwritable = Path("/proc/genkit-test")  # even root cannot create files in /proc
-    one_line_error(invoke("train", "--steps", 2, "--out", unwritable / "run"), "cannot use /proc/genkit-test/run as a run folder")
-    one_line_error(invoke("sample", trained_run, "--num", 4, "--out", unwritable / "x.npz"), "/proc/genkit-test")
+    assert_one_line_error(invoke("train", "--steps", 2, "--out", unwritable / "run"), "cannot use /proc/genkit-test/run as a run folder")
+    assert_one_line_error(invoke("sample", trained_run, "--num", 4, "--out", unwritable / "x.npz"), "/proc/genkit-test")
