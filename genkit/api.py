@@ -23,6 +23,7 @@ from genkit import config as configuration
 from genkit import plugins
 from genkit.build import TrainedModel, load_trained, pick_device
 from genkit.config import SEED_LIMIT
+from genkit.schema import Component
 from genkit.errors import GenkitError
 from genkit.evaluation import build_evaluators, data_floor, draw_samples, reference_data, score
 from genkit.training.run import RunFolder, new_run_path
@@ -93,13 +94,16 @@ class Model:
 
     def evaluate(
         self, num: int | None = None, steps: int | None = None, seed: int = 0, floor: bool = False,
-        levels: Sequence[float] | None = None,
+        levels: Sequence[float] | None = None, metrics: Sequence[str] = (),
     ) -> dict[str, float]:
-        """The run's evaluators (``eval.metrics``, else the dataset's) on ``num`` samples against as
-        many held-out data points; ``floor=True`` adds ``<metric>/floor``, held-out data scored the same way.
-        ``levels``: as for :meth:`sample`."""
+        """The run's evaluators (``metrics`` by name, else ``eval.metrics``, else the dataset's) on
+        ``num`` samples against as many held-out data points; ``floor=True`` adds
+        ``<metric>/floor``, held-out data scored the same way. ``levels``: as for :meth:`sample`."""
         built = self.trained.built
         num = num or built.config.sample.num
+        if metrics:
+            registries = built.ctx.registries
+            built.config.eval.metrics = [Component(registries.evaluators.entry(name).name) for name in metrics]
         evaluators = build_evaluators(built)
         scores = score(self.sample(num, steps, seed, levels=levels), reference_data(built.dataset, num), evaluators)
         if floor:

@@ -96,8 +96,13 @@ class TrainedTeacher(Teacher, Protocol):
 
 
 class Evaluator(Protocol):
-    def __call__(self, samples: torch.Tensor, reference: torch.Tensor) -> float:
-        """Distance between samples and reference (lower is better)."""
+    """A sample-quality score. Optional: ``accepts(dataset) -> str`` ('' when it can score that
+    data, else why not: checked before training) and ``prepare(dataset, data_options)``, which
+    computes reference statistics once (cached on disk, see genkit.evaluation.cache)."""
+
+    def __call__(self, samples: torch.Tensor, reference: torch.Tensor) -> float | dict[str, float]:
+        """Distance between samples and reference (lower is better); an evaluator with prepared
+        statistics compares against those. A dict gives several values (precision, recall)."""
 
 
 class Method(nn.Module):

@@ -102,9 +102,10 @@ def config_presets() -> None:
         console.print(name)
 
 
-from genkit.cli import run_commands  # noqa: E402  (registers train and sample on ``app``)
+from genkit.cli import eval_command, run_commands  # noqa: E402  (register train, sample and eval on ``app``)
 
 run_commands.register(app)
+eval_command.register(app)
 
 
 _plugin_commands_added = False

@@ -10,7 +10,7 @@ from rich.progress import track
 
 from genkit.errors import GenkitError
 from genkit.maths import PerSampleNoise
-from genkit.schema import Component
+from genkit.schema import Component, to_plain
 
 REFERENCE_SEED = 1  # the held-out data every score compares against
 FLOOR_SEED = 2  # a second held-out draw: data vs data is the floor a perfect model would reach
@@ -60,19 +60,43 @@ def sampler_takes_levels(method) -> bool:
 
 
 def score(samples: torch.Tensor, reference: torch.Tensor, evaluators: dict) -> dict[str, float]:
-    """Every evaluator's distance between samples and reference."""
-    return {name: float(evaluate(samples, reference)) for name, evaluate in evaluators.items()}
+    """Every evaluator's score of the samples against the reference (evaluators with prepared
+    statistics use those instead); one giving several values (precision and recall) adds
+    'name/value' entries."""
+    scores: dict[str, float] = {}
+    for name, evaluate in evaluators.items():
+        value = evaluate(samples, reference)
+        if isinstance(value, dict):
+            scores.update({f"{name}/{key}": float(v) for key, v in value.items()})
+        else:
+            scores[name] = float(value)
+    return scores
 
 
-def build_evaluators(built) -> dict:
+def build_evaluators(built, prepare: bool = True) -> dict:
     """The evaluators ``eval.metrics`` chooses (with their options), else the ones the dataset
-    suggests, built for the run ``built`` (a genkit.build.Built)."""
+    suggests, built for the run ``built`` (a genkit.build.Built), checked against its data and,
+    with ``prepare``, holding their reference statistics."""
     chosen = built.config.eval.metrics or [Component(name) for name in built.dataset.evaluators]
     names = [component.name for component in chosen]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise GenkitError(f"eval.metrics names evaluator '{repeated[0]}' twice; scores are keyed by name")
-    return {c.name: built.ctx.registries.evaluators.build(c, built.ctx) for c in chosen}
+    evaluators = {c.name: built.ctx.registries.evaluators.build(c, built.ctx) for c in chosen}
+    for name, evaluator in evaluators.items():
+        refusal = evaluator.accepts(built.dataset) if hasattr(evaluator, "accepts") else ""
+        if refusal:
+            raise GenkitError(f"evaluator '{name}' cannot score data '{built.config.data.name}': {refusal}")
+    if prepare:
+        prepare_evaluators(evaluators, built)
+    return evaluators
+
+
+def prepare_evaluators(evaluators: dict, built) -> None:
+    """Reference statistics of the evaluators that keep them (cached on disk across runs)."""
+    for evaluator in evaluators.values():
+        if hasattr(evaluator, "prepare"):
+            evaluator.prepare(built.dataset, to_plain(built.config.data))
 
 
 def reference_data(dataset, num: int) -> torch.Tensor:

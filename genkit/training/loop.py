@@ -85,6 +85,8 @@ class Trainer:
         self.method = self.built.method
         self.dataset = self.built.dataset
         self.batches = self.dataset.stream(self.batch_size, config.seed, self.dist.rank, self.dist.world_size)
+        # evaluators that cannot score this data fail here, before training; statistics are cached
+        self.evaluators = build_evaluators(self.built) if config.train.eval_every and self.dist.is_main else {}
         self.optimizer = make_optimizer(config, registries, self.method.model.parameters(), self.built.ctx)
         self.lr_schedule = registries.lr_schedules.build(config.train.lr_schedule, self.built.ctx)
         self.ema = EMA(self.method.model, config.train.ema_rate)
@@ -276,7 +278,7 @@ class Trainer:
 
     def evaluate(self, num: int, steps: int | None = None) -> dict[str, float]:
         """Score the EMA model's samples against held-out data with the run's evaluators."""
-        evaluators = build_evaluators(self.built)
+        evaluators = self.evaluators or build_evaluators(self.built)
         samples = draw_samples(self.method, self.ema.model, num, steps, seed=0, batch_size=self.config.sample.batch_size)
         return score(samples, reference_data(self.dataset, num), evaluators)
 

@@ -117,6 +117,13 @@ class ImageDataset:
         return ImageStream(self.train, batch_size, seed, rank, world_size, flip=self.flip,
                            labels=self.label_dim > 0, num_workers=self.num_workers)
 
+    def training_images(self, batch_size: int = 1024):
+        """Every training image once, in order, in [-1, 1] and unflipped: for reference statistics."""
+        indices = torch.arange(len(self.train))
+        batches = [chunk.tolist() for chunk in indices.split(batch_size)]
+        for images, _ in load_batches(self.train, batches, self.num_workers, pin=False):
+            yield images
+
     def held_out(self):
         """The test split where the dataset has one, else the training images."""
         if self._held_out is None:

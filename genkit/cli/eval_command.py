@@ -1,0 +1,60 @@
+"""``genkit eval``: score a run's samples with chosen metrics at chosen step counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from genkit.api import load
+from genkit.cli.errors import console, handles_user_errors
+
+EVAL_FILE = "eval.json"
+
+
+@handles_user_errors
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="A run folder written by genkit train.")],
+    metric: Annotated[list[str], typer.Option("--metric", help="An evaluator (repeatable; default: the run's eval.metrics, else the dataset's).")] = [],
+    num: Annotated[Optional[int], typer.Option(help="Samples per score (default: sample.num of the run).")] = None,
+    steps: Annotated[list[int], typer.Option("--steps", help="Sampling steps (repeatable: --steps 1 --steps 2).")] = [],
+    seed: Annotated[int, typer.Option(help="Sample k uses its own seed, seed * 2**32 + k.")] = 0,
+    floor: Annotated[bool, typer.Option(help="Also score held-out data the same way (the data-vs-data floor).")] = False,
+) -> None:
+    """Score a run's EMA weights: a table, and the scores added to RUN/eval.json."""
+    model = load(run)
+    step_counts = steps or [model.trained.built.method.default_sampling_steps()]
+    records = []
+    for count in step_counts:
+        scores = model.evaluate(num, count, seed, floor=floor, metrics=metric)
+        records.append({"step": model.step, "steps": count, "num": num or model.config.sample.num, "seed": seed, "scores": scores})
+    path = save_records(Path(run) / EVAL_FILE, records)
+    console.print(score_table(records))
+    console.print(f"added to [cyan]{path}[/]")
+
+
+def save_records(path: Path, records: list[dict]) -> Path:
+    """Add ``records`` to the JSON list at ``path``, replacing any with the same settings."""
+    settings = lambda r: (r["step"], r["steps"], r["num"], r["seed"], tuple(sorted(r["scores"])))  # noqa: E731
+    kept = json.loads(path.read_text()) if path.is_file() else []
+    new = {settings(r) for r in records}
+    path.write_text(json.dumps([r for r in kept if settings(r) not in new] + records, indent=2) + "\n")
+    return path
+
+
+def score_table(records: list[dict]) -> Table:
+    names = sorted({name for record in records for name in record["scores"]})
+    table = Table(title=f"step {records[0]['step']}, {records[0]['num']} samples, seed {records[0]['seed']}")
+    table.add_column("sampling steps")
+    for name in names:
+        table.add_column(name)
+    for record in records:
+        table.add_row(str(record["steps"]), *(f"{record['scores'].get(name, float('nan')):.5g}" for name in names))
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(evaluate)
