@@ -79,3 +79,17 @@ def assert_one_line_error(result, *fragments) -> None:
     assert len(errors) == 1 and result.output.rstrip().splitlines()[-1] == errors[0], result.output
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_statistics_cache(tmp_path_factory):
+    """Reference statistics the tests compute go to a temporary folder, not the user's cache."""
+    import os
+
+    previous = os.environ.get("GENKIT_CACHE")
+    os.environ["GENKIT_CACHE"] = str(tmp_path_factory.mktemp("genkit-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("GENKIT_CACHE", None)
+    else:
+        os.environ["GENKIT_CACHE"] = previous

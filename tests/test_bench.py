@@ -227,17 +227,17 @@ def test_toy2d_is_the_default_and_its_budget_is_the_same_for_every_method():
     assert {p.config.sample.multistep_sigmas[0] for p in planned} == {spec.two_step_sigma}
 
 
-@pytest.mark.parametrize("preset, missing", [("cifar10", ["evaluator 'fid'"]), ("imagenet64", ["evaluator 'fid'"])])
-def test_paper_presets_print_their_plan_and_name_what_is_missing(preset, missing, tmp_path):
+@pytest.mark.parametrize("preset, missing", [("cifar10", "CIFAR-10 not found"), ("imagenet64", "ImageNet 64x64 not found")])
+def test_paper_presets_validate_their_plan_and_stop_before_training_without_their_data(preset, missing, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "no-cache"))
     result = invoke("bench", "cd-vs-ict", "--preset", preset, "--dry-run", "--out", tmp_path / "plan")
     assert result.exit_code == 0, result.output
-    assert "not runnable here yet" in result.output
-    for fragment in missing:
-        assert fragment in result.output
+    assert "every component is installed" in result.output
     assert not (tmp_path / "plan").exists()
 
     result = invoke("bench", "cd-vs-ict", "--preset", preset, "--out", tmp_path / "run")
-    assert_one_line_error(result, *missing)
+    assert_one_line_error(result, missing)
+    assert not (tmp_path / "run" / "runs").exists()  # nothing was trained
 
 
 def test_cifar10_plan_carries_the_papers_settings(tmp_path):

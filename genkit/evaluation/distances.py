@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 import torch
@@ -31,9 +33,14 @@ def gaussian_stats(samples: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(axis=0), np.atleast_2d(np.cov(x, rowvar=False))
 
 
-def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
+def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray, eps: float = 1e-6) -> float:
     """||mu1 - mu2||^2 + tr(C1 + C2 - 2 (C1 C2)^(1/2)), the FID formula on given statistics."""
-    root = scipy.linalg.sqrtm(cov1 @ cov2)
+    with warnings.catch_warnings():  # a singular product is expected for rank-deficient features
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        root = scipy.linalg.sqrtm(cov1 @ cov2)
+    if not np.isfinite(root).all():  # singular covariances (features that are always 0): regularise
+        offset = np.eye(len(cov1)) * eps
+        root = scipy.linalg.sqrtm((cov1 + offset) @ (cov2 + offset))
     if np.iscomplexobj(root):
         root = root.real  # numerical noise of a near-singular product
     value = np.sum((mu1 - mu2) ** 2) + np.trace(cov1) + np.trace(cov2) - 2 * np.trace(root)

@@ -75,7 +75,8 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
             ]
         )
     floor = results["floor"]
-    rows.append([FLOOR_LABEL, "-"] + [format_number(floor[name]) for name in metric_names(results)] + ["-"] * 4)
+    if floor:  # a bench without the data-vs-data floor (bench.floor = false) has no such row
+        rows.append([FLOOR_LABEL, "-"] + [format_number(floor.get(name)) for name in metric_names(results)] + ["-"] * 4)
     return rows
 
 
@@ -140,7 +141,8 @@ def plot_curves(results: dict[str, Any], out: Path) -> Path | None:
             name = f"{label} (Heun)" if role == "teacher" else f"{label} (1 step)"
             axis.plot(steps[: len(means)], means, marker="o", markersize=3, label=name, linestyle="--" if role != "contender" else "-")
         floor = results.get("curve_floor") or results["floor"]
-        axis.axhline(floor[metric], color="0.5", linestyle=":", label=f"data vs data ({results['spec']['curve_samples']} points)")
+        if metric in floor:
+            axis.axhline(floor[metric], color="0.5", linestyle=":", label=f"data vs data ({results['spec']['curve_samples']} points)")
         axis.set_yscale("log")
         axis.set_xlabel("training step")
         axis.set_ylabel(f"{metric} (lower is better)")

@@ -26,7 +26,7 @@ import torch
 
 import genkit
 from genkit import config as configuration
-from genkit.build import load_trained
+from genkit.build import build, load_trained
 from genkit.errors import GenkitError
 from genkit.evaluation import REFERENCE_SEED, build_evaluators, data_floor, draw_samples, reference_data, score
 from genkit.pictures import save_samples_picture
@@ -397,6 +397,14 @@ def run_bench(spec: BenchSpec, out: Path, plugin_set, progress=None) -> dict[str
         torch.set_num_threads(threads)
 
 
+def check_metric(spec: BenchSpec, item: PlannedRun, registries) -> None:
+    """Before any training: the verdict's metric is one of the runs' evaluators and can score
+    their data; its reference statistics are prepared now (and cached)."""
+    evaluators = build_evaluators(build(item.config, registries, torch.device("cpu")))
+    if spec.metric not in evaluators:
+        raise GenkitError(f"bench.metric '{spec.metric}' is not one of the runs' evaluators ({', '.join(evaluators) or 'none'}); set eval.metrics in bench.overrides")
+
+
 def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, Any]:
     registries = plugin_set.registries
     out = Path(out).resolve()
@@ -405,6 +413,7 @@ def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, An
     missing = all_missing(planned)
     if missing:
         raise missing_error(spec, missing)
+    check_metric(spec, planned[0], registries)
     out.mkdir(parents=True, exist_ok=True)
 
     total = len(planned) * spec.steps
@@ -425,7 +434,7 @@ def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, An
         trained = load_trained(item.folder, registries)
         result = result_of(item, step, elapsed, dict(trained.built.method.training_evaluations()), teacher)
         result.scores = score_run(spec, item, trained, registries, out)
-        if not floor:
+        if spec.floor and not floor:
             evaluators = evaluators_of(trained, registries)
             floor = data_floor(trained.built.dataset, evaluators, spec.eval_samples)
             curve_floor = data_floor(trained.built.dataset, evaluators, spec.curve_samples) if spec.curve_every else {}

@@ -56,6 +56,7 @@ class BenchSpec:
     curve_every: int = 0  # training steps between scores for the metric-vs-step plot (0: none)
     curve_samples: int = 1000  # samples per curve point
     metric: str = "swd"  # the evaluator the verdict is computed on
+    floor: bool = True  # also score held-out data against the reference: the data-vs-data floor
     compare: list[str] = field(default_factory=lambda: ["ict", "cd"])  # the two runs the verdict compares
     torch_threads: int = 0  # CPU threads for torch while the bench runs (0: torch's default)
     notes: list[str] = field(default_factory=list)  # deviations from the papers, copied into the report
