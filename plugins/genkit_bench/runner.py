@@ -272,7 +272,8 @@ def score_run(spec: BenchSpec, item: PlannedRun, trained, registries, out: Path)
         nfe = method.sampling_evaluations(steps)
         picture = Path("pictures") / f"{item.run.name}-seed{item.seed}-{nfe}nfe.png"
         title = f"{item.run.label}, {_sampling_phrase(item.run.role, steps, nfe)}, seed {item.seed}, step {trained.step}"
-        save_samples_picture(samples[:2000], out / picture, title, reference=reference[:2000] if samples.ndim == 2 else None)
+        shown = samples[:2000] if samples.ndim == 2 else samples[: item.config.sample.grid_size]  # points, or a grid of images
+        save_samples_picture(shown, out / picture, title, reference=reference[:2000] if samples.ndim == 2 else None)
         scores.append({"steps": steps, "nfe": nfe, "scores": score(samples, reference, evaluators), "picture": str(picture)})
     cache.write_text(json.dumps({"settings": settings, "scores": scores}, indent=2))
     return scores
