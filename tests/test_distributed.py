@@ -58,3 +58,28 @@ def test_two_ranks_stay_identical_and_resume_exactly(tmp_path):
     config = configuration.load_config(registries, "toy2d", assignments=TINY, flags={"train.steps": 8})
     with pytest.raises(GenkitError, match="written by 2 process"):
         Trainer(config, RunFolder(straight), registries, resume=True)
+
+
+def bench_worker(rank: int, world_size: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size), RANK=str(rank), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from typer.testing import CliRunner
+
+    from genkit.cli.main import build_app
+
+    args = ["bench", "cd-vs-ict", "--set", "steps=6", "--set", "batch_size=32", "--set", "eval_samples=200",
+            "--set", "curve_every=0", "--set", "overrides.network.width=16", "--set", "overrides.train.device='cpu'", "--out", out]
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 0, result.output
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_the_bench_runs_under_two_processes_and_rank_0_reports(tmp_path):
+    mp.spawn(bench_worker, args=(2, free_port(), str(tmp_path / "bench")), nprocs=2, join=True)
+    import json
+
+    results = json.loads((tmp_path / "bench" / "results.json").read_text())
+    assert {run["step"] for run in results["runs"]} == {6} and (tmp_path / "bench" / "report.md").is_file()
+    state = torch.load(tmp_path / "bench" / "runs" / "seed0" / "ict" / "checkpoint.pt", weights_only=True)
+    assert len(state["rng"]) == 2  # trained by both processes

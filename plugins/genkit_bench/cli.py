@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -67,7 +68,7 @@ class _RunInfoColumn(ProgressColumn):
         return Text(str(fields.get("note", "")))
 
 
-def _progress() -> Progress:
+def _progress(disable: bool = False) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -76,6 +77,7 @@ def _progress() -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
+        disable=disable,
     )
 
 
@@ -96,16 +98,21 @@ def cd_vs_ict(
     if seeds is not None and seeds < 1:
         raise GenkitError("--seeds must be at least 1")
     spec = bench_spec.load_spec(preset, [_bench_assignment(a) for a in assignments], seeds)
+    if out is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise GenkitError("under torchrun, name the output folder with --out so every process uses the same one")
     out = out or Path("runs") / f"bench-cd-vs-ict-{spec.name}"
     plugin_set = plugins.load()
     if dry_run:
         _print_plan(spec, out, runner.plan(spec, out, plugin_set.registries))
         return
+    main = int(os.environ.get("RANK", "0")) == 0
     try:
-        with _progress() as progress:
-            results = runner.run_bench(spec, out, plugin_set, progress)
+        with _progress(disable=not main) as progress:
+            results = runner.run_bench(spec, out, plugin_set, progress if main else None)
     except KeyboardInterrupt:
         raise TrainingInterrupted(f"interrupted; rerun the same command with --out {out} to continue") from None
+    if results is None:  # a rank other than 0 under torchrun: rank 0 reports
+        return
     out = Path(out)
     report.write_json(results, out)
     curves = report.plot_curves(results, out)

@@ -32,6 +32,7 @@ from genkit.evaluation import REFERENCE_SEED, build_evaluators, data_floor, draw
 from genkit.pictures import save_samples_picture
 from genkit.training.loop import Trainer, TrainingInterrupted
 from genkit.training import lock
+from genkit.training.distributed import Distributed
 from genkit.training.run import RunFolder
 
 from genkit_bench.spec import (
@@ -202,7 +203,7 @@ def train_run(item: PlannedRun, registries, progress=None, on_step: Callable[[in
                 f"{folder.path} holds a run with another config ({'; '.join(differences[:3])}); "
                 f"rerun with the bench settings it was made with, or pick another --out"
             )
-        if differences:  # only the teacher folder moved (the output folder was renamed) or the levels changed
+        if differences and Distributed.from_environment().is_main:  # the teacher folder moved or the levels changed
             folder.write_config(config)
         trainer = Trainer(config, folder, registries, resume=True)
     else:  # the Trainer clears a log left from before a first checkpoint
@@ -385,16 +386,24 @@ def versions(plugin_set) -> dict[str, Any]:
     }
 
 
-def run_bench(spec: BenchSpec, out: Path, plugin_set, progress=None) -> dict[str, Any]:
-    """Train and score every planned run, then return the results dictionary (results.json)."""
+def run_bench(spec: BenchSpec, out: Path, plugin_set, progress=None) -> dict[str, Any] | None:
+    """Train and score every planned run, then return the results dictionary (results.json).
+
+    Under torchrun every rank trains (data-parallel, as genkit train does) and rank 0 alone
+    scores and writes; the other ranks return None. Scoring is not split across ranks, so a
+    long single-rank evaluation must finish within the process group's timeout.
+    """
     threads = torch.get_num_threads()
     if spec.torch_threads:
         torch.set_num_threads(spec.torch_threads)
-    lock.acquire(out)  # one bench per output folder at a time
+    main = Distributed.from_environment().is_main
+    if main:
+        lock.acquire(out)  # one bench per output folder at a time
     try:
         return _run_bench(spec, out, plugin_set, progress)
     finally:
-        lock.release(out)
+        if main:
+            lock.release(out)
         torch.set_num_threads(threads)
 
 
@@ -414,8 +423,11 @@ def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, An
     missing = all_missing(planned)
     if missing:
         raise missing_error(spec, missing)
-    check_metric(spec, planned[0], registries)
-    out.mkdir(parents=True, exist_ok=True)
+    dist = Distributed.from_environment()
+    if dist.is_main:
+        check_metric(spec, planned[0], registries)
+        out.mkdir(parents=True, exist_ok=True)
+    dist.barrier()
 
     total = len(planned) * spec.steps
     overall = progress.add_task("bench", total=total, completed=0, note="") if progress else None
@@ -429,6 +441,9 @@ def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, An
             progress.update(overall, description=f"bench, {label}", completed=base, note="training")
         on_step = (lambda step, base=base: progress.update(overall, completed=base + step)) if progress else None
         step, elapsed = train_run(item, registries, progress, on_step)
+        if not dist.is_main:  # rank 0 scores; the others wait for it
+            dist.barrier()
+            continue
         if progress:
             progress.update(overall, completed=base + spec.steps, note="scoring")
         teacher = results.get(f"seed{item.seed}/{item.run.teacher}") if item.run.teacher else None
@@ -441,7 +456,10 @@ def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, An
             curve_floor = data_floor(trained.built.dataset, evaluators, spec.curve_samples) if spec.curve_every else {}
         result.curve = curve_of(item)
         results[item.key] = result
+        dist.barrier()
 
+    if not dist.is_main:
+        return None
     ordered = list(results.values())
     rows = aggregate(spec, ordered)
     found = comparisons(spec, rows)
