@@ -16,6 +16,8 @@ from genkit_cd.student import initialise_from_teacher
 
 
 class ConsistencyDistillation(ConsistencyTraining):
+    """Consistency distillation (Song et al. 2023, Algorithm 2) from Heun steps of a trained EDM run."""
+
     teacher_run_key = "teacher.run"  # --teacher RUN sets methods.cd.teacher.run
 
     @dataclass

@@ -23,6 +23,8 @@ def ct_target_rate(num_levels: int, s0: int, mu0: float) -> float:
 
 
 class OriginalConsistencyTraining(ConsistencyTraining):
+    """Consistency training (Song et al. 2023, Algorithm 3): an EMA target with mu(k), the sqrt curriculum."""
+
     @dataclass
     class Config:
         curriculum: Component = part("curricula", "sqrt", "N(k): square root from s0 = 2 to s1 = 150 (CIFAR-10)")

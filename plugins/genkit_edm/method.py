@@ -15,6 +15,8 @@ from genkit_edm.formulas import edm_loss, heun_levels, lognormal_sigmas
 
 
 class EDM(Method):
+    """The EDM diffusion model (Karras et al. 2022): the teacher CD distils, sampled with Heun."""
+
     @dataclass
     class Config:
         p_mean: float = option(-1.2, "mean of ln sigma during training (EDM: -1.2)")

@@ -13,6 +13,8 @@ from genkit.schema import Component, option, part
 
 
 class ImprovedConsistencyTraining(ConsistencyTraining):
+    """Improved consistency training (Song & Dhariwal 2023): no target EMA, pseudo-Huber, lognormal indices, doubling curriculum."""
+
     @dataclass
     class Config:
         curriculum: Component = part("curricula", "doubling", "N(k): doubling from s0 = 10 to s1 = 1280 intervals")

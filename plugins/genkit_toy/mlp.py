@@ -35,6 +35,8 @@ class ResidualBlock(nn.Module):
 
 
 class MLP(nn.Module):
+    """A residual MLP for 2-D points with Fourier features of the noise level."""
+
     @dataclass
     class Config:
         width: int = option(256, "hidden units per layer", positive)
