@@ -52,8 +52,10 @@ def edit_command(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     assignments: Annotated[list[str], typer.Option("--set", help="A task option: --set factor=2, --set sigma_start=5 (repeatable).")] = [],
 ) -> None:
-    """Zero-shot editing with a run's EMA weights (Song et al. 2023, Algorithm 4): writes each
-    edited image, a side-by-side picture per input (input, what the sampler knew, result) and a grid."""
+    """Zero-shot editing with a run's EMA weights (Song et al. 2023, Algorithm 4).
+
+    Writes each edited image, a side-by-side picture per input (input, what the sampler knew,
+    result) and a grid."""
     import genkit
     from genkit_edit.api import edit
 
