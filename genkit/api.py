@@ -23,7 +23,6 @@ from genkit import config as configuration
 from genkit import plugins
 from genkit.build import TrainedModel, load_trained, pick_device
 from genkit.config import SEED_LIMIT
-from genkit.schema import Component
 from genkit.errors import GenkitError
 from genkit.evaluation import build_evaluators, data_floor, draw_samples, reference_data, score
 from genkit.training.run import RunFolder, new_run_path
@@ -101,10 +100,7 @@ class Model:
         ``<metric>/floor``, held-out data scored the same way. ``levels``: as for :meth:`sample`."""
         built = self.trained.built
         num = num or built.config.sample.num
-        if metrics:
-            registries = built.ctx.registries
-            built.config.eval.metrics = [Component(registries.evaluators.entry(name).name) for name in metrics]
-        evaluators = build_evaluators(built)
+        evaluators = build_evaluators(built, metrics=metrics)
         scores = score(self.sample(num, steps, seed, levels=levels), reference_data(built.dataset, num), evaluators)
         if floor:
             scores.update({f"{name}/floor": value for name, value in data_floor(built.dataset, evaluators, num).items()})

@@ -73,11 +73,12 @@ def score(samples: torch.Tensor, reference: torch.Tensor, evaluators: dict) -> d
     return scores
 
 
-def build_evaluators(built, prepare: bool = True) -> dict:
-    """The evaluators ``eval.metrics`` chooses (with their options), else the ones the dataset
-    suggests, built for the run ``built`` (a genkit.build.Built), checked against its data and,
-    with ``prepare``, holding their reference statistics."""
-    chosen = built.config.eval.metrics or [Component(name) for name in built.dataset.evaluators]
+def build_evaluators(built, prepare: bool = True, metrics: Sequence[str] = ()) -> dict:
+    """The evaluators named in ``metrics`` (with their default options), else those
+    ``eval.metrics`` chooses (with their options), else the ones the dataset suggests, built for
+    the run ``built`` (a genkit.build.Built), checked against its data and, with ``prepare``,
+    holding their reference statistics."""
+    chosen = [Component(name) for name in metrics] or built.config.eval.metrics or [Component(n) for n in built.dataset.evaluators]
     names = [component.name for component in chosen]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:

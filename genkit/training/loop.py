@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 import signal
 import threading
@@ -72,8 +73,9 @@ class Trainer:
 
     def _start(self, resume: bool) -> None:
         config, run, registries = self.config, self.run, self.registries
-        if self.dist.is_main:  # checked again under the lock: another process may have just finished
-            run.check_new() if not resume else None
+        if self.dist.is_main:
+            if not resume:  # checked again under the lock: another process may have just finished
+                run.check_new()
             run.remove_partial_checkpoints()
         self.device = self.dist.device(config.train.device)
         self.batch_size = self.dist.local_batch_size(config.train.batch_size)
@@ -125,10 +127,14 @@ class Trainer:
         self.dist.barrier()
         self.saved_step = self.step
 
-    def check_finite(self) -> None:
+    def check_finite(self, window_loss: float | None = None) -> None:
         """Stop with the last good checkpoint kept once any loss since the last check was NaN or
-        infinite (checked at log lines and before saves, so steps need no device sync)."""
-        if self.dist.mean(self.window.nonfinite.float()).item() == 0:
+        infinite. The log window's sum holds every loss since the last log line, where the
+        previous check ran, so one non-finite loss makes it non-finite (``window_loss``: its
+        mean, when the caller has it already); steps need no device sync."""
+        if window_loss is None:
+            window_loss = self.dist.mean(self.window.loss_sum).item()
+        if math.isfinite(window_loss):
             return
         kept = f"the last good checkpoint (step {self.saved_step}) is kept" if self.saved_step else "no checkpoint was written"
         raise TrainingDiverged(
@@ -230,8 +236,8 @@ class Trainer:
         while self.step < until and not stop.requested:
             logs = self.train_step()
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                self.check_finite()
                 mean_loss = self.dist.mean(self.window.mean()).item()  # the only device sync of a window
+                self.check_finite(mean_loss)
                 self._charge_training_time()
                 speed = self.window.speed()
                 record = {**_plain(logs), "step": self.step, "loss": mean_loss, "elapsed_s": round(self.elapsed, 3)}
@@ -288,13 +294,11 @@ class LogWindow:
 
     def __init__(self, device: torch.device):
         self.loss_sum = torch.zeros((), device=device)
-        self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
         self.steps = 0
         self.started = time.perf_counter()
 
     def add(self, loss: torch.Tensor) -> None:
         self.loss_sum += loss
-        self.nonfinite |= ~torch.isfinite(loss)  # no device sync: read at log lines and saves
         self.steps += 1
 
     def mean(self) -> torch.Tensor:
