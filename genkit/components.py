@@ -4,6 +4,7 @@ where ``options`` is an instance of the factory's ``Config`` dataclass (or None 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -25,6 +26,7 @@ class BuildContext:
     clamp: tuple[float, float] | None = None  # range of the data, for clamping samples
     label_dim: int = 0  # classes of the data's labels (0: unconditional)
     network: Any = None  # the run's network Component (name and options)
+    run_path: Path | None = None  # the run folder being trained (set for loggers; None otherwise)
     device: torch.device = torch.device("cpu")
 
 
@@ -105,12 +107,33 @@ class Evaluator(Protocol):
         statistics compares against those. A dict gives several values (precision, recall)."""
 
 
+class Logger(Protocol):
+    """Where training records go besides metrics.jsonl (TensorBoard, an experiment tracker).
+
+    Built on rank 0 only, before training, from ``train.loggers``, with ``ctx.run_path`` set to
+    the run folder: a logger whose package is missing should raise a one-line GenkitError there,
+    not when the first record arrives. ``log`` gets every record metrics.jsonl gets, in order;
+    ``close`` is called once when training ends (also after an error or Ctrl-C).
+    """
+
+    def log(self, record: dict[str, Any]) -> None:
+        """One record: ``{"step": k, "loss": ..., "elapsed_s": ..., <the method's logs>}`` each
+        log interval, or ``{"step": k, "eval": {metric: value}}`` after an evaluation. Values are
+        plain numbers (NaN possible in ``eval``); a resumed run logs again from the step after its
+        checkpoint."""
+
+    def close(self) -> None:
+        """Flush and release files or connections."""
+
+
 class Method(nn.Module):
     """A training method: turns a data batch into a loss and knows how to sample its model.
 
     ``self.model`` is the module the loop optimizes and keeps an EMA of; anything else the
     method needs to resume (a target network, say) is a submodule or buffer, so it is saved
-    with ``state_dict()``.
+    with ``state_dict()``. The pass whose gradient trains the model goes through
+    ``self.student``: ``self.model`` itself, or the wrapper the loop puts around it
+    (DistributedDataParallel, ``torch.compile``), which shares its parameters.
     """
 
     Config: Any = None
@@ -122,9 +145,29 @@ class Method(nn.Module):
         """Build what only training needs (loss, teacher, ...); called by the Trainer before the
         first step and before a checkpoint is restored, never when a run is rebuilt to sample."""
 
-    def loss(self, x: torch.Tensor, step: int, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-        """The loss of iteration k = ``step``, counted from 0 as in the papers' algorithms;
-        ``labels`` are the batch's class labels for a class-conditional network (else None)."""
+    @property
+    def student(self) -> nn.Module:
+        wrapped = self.__dict__.get("_student")
+        return self.model if wrapped is None else wrapped
+
+    def use_student(self, wrapped: nn.Module | None) -> None:
+        """Route the gradient pass through ``wrapped`` (kept out of ``state_dict``); None: self.model."""
+        self.__dict__["_student"] = wrapped
+
+    def draw(self, n: int, step: int, generator: torch.Generator | None, device: torch.device) -> dict[str, torch.Tensor]:
+        """The per-sample random draws of iteration k = ``step`` for a batch of ``n`` (noise,
+        levels, ...), each a tensor with ``n`` rows. The loop draws them for the global batch
+        from one generator that every process shares and hands each process and microbatch its
+        rows, so a run's result does not depend on how its batch is split. A method that
+        returns {} (the default) draws inside ``loss`` from torch's global generator instead."""
+        return {}
+
+    def loss(
+        self, x: torch.Tensor, step: int, labels: torch.Tensor | None = None, draws: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of iteration k = ``step``, counted from 0 as in the papers' algorithms, as a
+        mean over the batch; ``labels`` are the batch's class labels for a class-conditional
+        network (else None); ``draws``: this batch's rows of ``draw`` (None: draw them here)."""
         raise NotImplementedError
 
     def after_step(self, step: int) -> None:

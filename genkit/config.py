@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -66,11 +66,18 @@ class TrainConfig:
     grad_clip: float = option(0.0, "max gradient norm; 0 disables clipping", non_negative)
     ema_rate: float = option(0.999, "EMA of the weights used for evaluation and sampling", unit_interval)
     log_every: int = option(100, "steps between lines of metrics.jsonl", positive)
+    loggers: list[Component] = parts("loggers", help="loggers that also get every record of metrics.jsonl (e.g. tensorboard); metrics.jsonl is always written")
     checkpoint_every: int = option(1000, "steps between checkpoints (one is also written at the end)", positive)
+    keep_snapshots: int = option(0, "earlier checkpoints kept in RUN/snapshots besides the latest (hard links, step-NNNNNNN.pt); 0: no snapshots", non_negative)
     eval_every: int = option(0, "steps between sample-quality evaluations; 0 disables", non_negative)
     eval_samples: int = option(2000, "samples per evaluation during training", positive)
     grid_every: int = option(0, "steps between pictures of fixed-seed samples in RUN/grids; 0 disables", non_negative)
     device: str = option("auto", "auto | cpu | mps | cuda | cuda:N", device_name)
+    microbatch: int = option(0, "samples per forward-backward pass; a process's batch is split into such chunks and their gradients accumulated (0: the whole batch at once)", non_negative)
+    precision: Literal["fp32", "bf16", "fp16"] = option("fp32", "arithmetic of the training passes: fp32, or autocast to bf16 or fp16 (fp16 with a gradient scaler); weights and optimizer stay fp32")
+    compile: bool = option(False, "compile the network's training pass with torch.compile (slow to start: for long runs)")
+    channels_last: bool = option(False, "store image batches and convolution weights channels-last (faster convolutions on recent GPUs)")
+    threads: int = option(0, "CPU threads torch uses (0: torch's default); one or two suit a tiny network", non_negative)
 
 
 @dataclass
@@ -216,7 +223,7 @@ def preset_path(name: str, package: str = "genkit", what: str = "preset") -> Pat
 # ----------------------------------------------------------------------------- validation
 
 # Kinds a finished run can be rebuilt without, to sample it: only training builds them.
-TRAINING_ONLY = frozenset({"losses", "curricula", "noise_schedules", "teachers", "optimizers", "lr_schedules"})
+TRAINING_ONLY = frozenset({"losses", "curricula", "noise_schedules", "teachers", "optimizers", "lr_schedules", "loggers"})
 
 
 def parser(layers: Layers, registries, lenient: frozenset[str] = frozenset()) -> Parser:

@@ -67,5 +67,11 @@ def register_edit_tasks(register):
 
 
 @hookspec
+def register_loggers(register):
+    """Training loggers: each gets every record of metrics.jsonl (``log(record)``, rank 0 only)
+    and ``close()`` when training ends; chosen by ``train.loggers``."""
+
+
+@hookspec
 def register_commands(cli):
     """Add Typer commands to the ``genkit`` command-line app ``cli``."""

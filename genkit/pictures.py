@@ -64,3 +64,37 @@ def save_pngs(samples: torch.Tensor, folder: Path, seeds) -> Path:
     for image, seed in zip(samples, seeds):
         save_image((image + 1) / 2, folder / f"{seed:06d}.png")
     return folder
+
+
+def save_training_curves(records: list[dict], path: Path, title: str = "") -> Path:
+    """The training loss (log scale) and each evaluation metric against the training step, one
+    panel each, from metrics.jsonl records; missing (null) values are left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    losses = [(r["step"], r["loss"]) for r in records if isinstance(r.get("loss"), (int, float))]
+    metrics = list(dict.fromkeys(name for r in records for name in r.get("eval", {})))
+    panels = [("training loss", losses)] + [
+        (metric, [(r["step"], r["eval"][metric]) for r in records if isinstance(r.get("eval", {}).get(metric), (int, float))])
+        for metric in metrics
+    ]
+    panels = [(name, points) for name, points in panels if points]
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), dpi=110, squeeze=False)
+    for axis, (name, points) in zip(axes[0], panels):
+        steps, values = zip(*points)
+        axis.plot(steps, values, marker="o" if len(points) < 30 else None, markersize=3)
+        if min(values) > 0 and (name == "training loss" or max(values) / min(values) > 10):
+            axis.set_yscale("log")  # losses (and often distances) fall by orders of magnitude
+        axis.set_xlabel("training step")
+        axis.set_ylabel(name)
+        axis.grid(alpha=0.3)
+    if title:
+        figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path

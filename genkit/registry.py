@@ -21,6 +21,7 @@ SINGULAR = {
     "optimizers": "optimizer",
     "lr_schedules": "learning-rate schedule",
     "edit_tasks": "editing task",
+    "loggers": "logger",
 }
 KINDS = tuple(SINGULAR)
 

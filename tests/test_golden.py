@@ -1,5 +1,5 @@
-"""Every built-in method's default recipe trains to the same weights as before its parts came
-from config (tests/data/golden/make.py wrote the reference at that point)."""
+"""Every built-in method's default recipe trains to the reference weights of
+tests/data/golden/make.py (whose docstring says when they were written and why)."""
 
 import sys
 from pathlib import Path

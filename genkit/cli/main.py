@@ -107,6 +107,10 @@ from genkit.cli import eval_command, run_commands  # noqa: E402  (register train
 run_commands.register(app)
 eval_command.register(app)
 
+from genkit.cli import run_tools  # noqa: E402  (genkit curves, genkit export)
+
+run_tools.register(app)
+
 
 _plugin_commands_added = False
 

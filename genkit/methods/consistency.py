@@ -36,9 +36,9 @@ WEIGHTINGS = {"uniform": uniform_weighting, "inverse-gap": inverse_gap_weighting
 Weighting = Literal["uniform", "inverse-gap"]
 
 
-def draw_indices(probabilities: torch.Tensor, n: int) -> torch.Tensor:
+def draw_indices(probabilities: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """n zero-based indices i into sigmas, each pairing (sigma_i, sigma_{i+1})."""
-    return torch.multinomial(probabilities.float(), n, replacement=True)
+    return torch.multinomial(probabilities.float(), n, replacement=True, generator=generator)
 
 
 class ConsistencyTraining(Method):
@@ -82,15 +82,21 @@ class ConsistencyTraining(Method):
         noise = self.noise
         return karras_sigmas(n, noise.sigma_min, noise.sigma_max, noise.rho).to(device)
 
-    def loss(self, x: torch.Tensor, step: int, labels: torch.Tensor | None = None):
+    def draw(self, n: int, step: int, generator: torch.Generator | None, device: torch.device) -> dict[str, torch.Tensor]:
+        """Each sample's interval index i (pairing sigma_i, sigma_{i+1}) and its noise z."""
+        probabilities = self.noise_schedule.index_probabilities(self.sigmas(step, device))
+        index = draw_indices(probabilities, n, generator)
+        return {"index": index, "z": torch.randn((n, *self.data_shape), generator=generator, device=device)}
+
+    def loss(self, x: torch.Tensor, step: int, labels: torch.Tensor | None = None, draws: dict | None = None):
         sigmas = self.sigmas(step, x.device)
-        index = draw_indices(self.noise_schedule.index_probabilities(sigmas), x.shape[0])
+        draws = draws or self.draw(x.shape[0], step, None, x.device)
+        index, z = draws["index"], draws["z"].to(x.dtype)
         sigma_hi, sigma_lo = sigmas[index + 1].to(x.dtype), sigmas[index].to(x.dtype)
-        z = torch.randn_like(x)
         x_hi = x + as_column(sigma_hi, x) * z
 
         dropout_state = rng.capture(x.device)
-        prediction = self.model(x_hi, sigma_hi, labels)
+        prediction = self.student(x_hi, sigma_hi, labels)
         with torch.no_grad():
             x_lo = self.teacher.target_point(x, z, x_hi, sigma_hi, sigma_lo, labels)
             with rng.replay(dropout_state, x.device):  # same dropout masks as the student pass

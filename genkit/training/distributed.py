@@ -1,8 +1,10 @@
 """Data-parallel training with torch.distributed, started by torchrun.
 
-Every rank holds the full model, draws its own batch, noise and indices from its own random
-stream, and averages gradients before each optimizer step. The curriculum depends on the step
-alone, so all ranks agree on N(k). Rank 0 writes the run folder.
+Every rank holds the full model and reads its own batches; DistributedDataParallel averages the
+gradients during the backward pass (NCCL on GPUs, gloo on CPUs). The per-sample draws (noise,
+levels) come from one generator all ranks share, each taking its rows of the global batch, and
+dropout masks from each rank's own stream. The curriculum depends on the step alone, so all
+ranks agree on N(k). Rank 0 writes the run folder.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from genkit.build import pick_device
 from genkit.errors import GenkitError
@@ -54,17 +57,14 @@ class Distributed:
             raise GenkitError(f"train.batch_size {batch_size} is not divisible by the {self.world_size} processes")
         return batch_size // self.world_size
 
-    def average_gradients(self, parameters) -> None:
+    def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        """DistributedDataParallel around ``model`` for the gradient pass: it averages gradients
+        in buckets while the backward pass still runs. ``model`` itself is left as it is."""
         if not self.enabled:
-            return
-        grads = [p.grad for p in parameters if p.grad is not None]
-        flat = torch.cat([g.flatten() for g in grads])  # one collective instead of one per tensor
-        dist.all_reduce(flat)
-        flat /= self.world_size
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset : offset + g.numel()].view_as(g))
-            offset += g.numel()
+            return model
+        ids = [device.index] if device.type == "cuda" else None
+        # no buffers to keep in sync (no batch norm), and every parameter takes part in the loss
+        return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
 
     def mean(self, value: torch.Tensor) -> torch.Tensor:
         if not self.enabled:

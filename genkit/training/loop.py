@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shlex
 import signal
@@ -23,6 +24,7 @@ from genkit.pictures import save_samples_picture
 from genkit.training import checkpoint, lock, rng
 from genkit.training.distributed import Distributed
 from genkit.training.ema import EMA
+from genkit.training.speed import TrainingSpeed
 from genkit.training.run import RunFolder
 
 
@@ -70,6 +72,9 @@ class Trainer:
         if self._locked:
             lock.release(self.run.path)
             self._locked = False
+        loggers, self.loggers = getattr(self, "loggers", []), []
+        for logger in loggers:
+            logger.close()
 
     def _start(self, resume: bool) -> None:
         config, run, registries = self.config, self.run, self.registries
@@ -86,9 +91,15 @@ class Trainer:
             torch.manual_seed(config.seed + 1_000_003 * self.dist.rank)
         self.method = self.built.method
         self.dataset = self.built.dataset
+        self.speed = TrainingSpeed(config.train, self.device)
+        self.student = self.speed.prepare(self.method.model, self.dist)
+        self.method.use_student(self.student)
+        # the per-sample draws of the global batch: one stream every rank shares (see Method.draw)
+        self.draw_generator = torch.Generator(self.device).manual_seed(config.seed + DRAW_STREAM)
         self.batches = self.dataset.stream(self.batch_size, config.seed, self.dist.rank, self.dist.world_size)
         # evaluators that cannot score this data fail here, before training; statistics are cached
         self.evaluators = build_evaluators(self.built) if config.train.eval_every and self.dist.is_main else {}
+        self.loggers = self._build_loggers() if self.dist.is_main else []  # a missing package fails here
         self.optimizer = make_optimizer(config, registries, self.method.model.parameters(), self.built.ctx)
         self.lr_schedule = registries.lr_schedules.build(config.train.lr_schedule, self.built.ctx)
         self.ema = EMA(self.method.model, config.train.ema_rate)
@@ -104,6 +115,17 @@ class Trainer:
             run.write_config(config)
             run.metrics_path.unlink(missing_ok=True)  # a log left by a run that never checkpointed
 
+    def _build_loggers(self) -> list:
+        """The loggers of ``train.loggers``, each told the run folder it logs for."""
+        ctx = dataclasses.replace(self.built.ctx, run_path=self.run.path)
+        return [self.registries.loggers.build(component, ctx) for component in self.config.train.loggers]
+
+    def _write_record(self, record: dict) -> None:
+        """A line of metrics.jsonl, and the same record to every logger (rank 0 only)."""
+        self.run.append_metrics(record)
+        for logger in self.loggers:
+            logger.log(record)
+
     # ------------------------------------------------------------------ checkpoints
 
     def state(self) -> dict:
@@ -113,6 +135,8 @@ class Trainer:
             "method": self.method.state_dict(),
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "grad_scaler": self.speed.scaler_state(),
+            "draws": self.draw_generator.get_state(),  # the same on every rank
             "rng": self.dist.gather(rng.get_all(self.device)),  # one entry per rank
             "data": self.dist.gather(self.batches.state_dict()),  # where each rank's batches stand
             "log_window": self.window.state_dict(),
@@ -124,6 +148,8 @@ class Trainer:
         state = self.state()  # collective: every rank takes part
         if self.dist.is_main:
             checkpoint.save_atomic(state, self.run.checkpoint_path)
+            if self.config.train.keep_snapshots:
+                self.run.snapshot(self.step, self.config.train.keep_snapshots)
         self.dist.barrier()
         self.saved_step = self.step
 
@@ -151,6 +177,8 @@ class Trainer:
             self.method.load_state_dict(state["method"])
             self.ema.load_state_dict(state["ema"])
             self.optimizer.load_state_dict(state["optimizer"])
+            self.speed.load_scaler_state(state.get("grad_scaler"))
+            self.draw_generator.set_state(state["draws"].cpu())
             self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
             self.window.load_state_dict(state["log_window"])
             streams = state["rng"]
@@ -171,22 +199,49 @@ class Trainer:
     def train_step(self) -> dict:
         """One iteration k = self.step (0-based, as in the papers' algorithms); step counts it after."""
         batch, labels = self.batches.next()
-        batch = batch.to(self.device, non_blocking=True)
+        batch = self.speed.batch_to_device(batch)
         labels = labels.to(self.device, non_blocking=True) if labels is not None else None
         self.method.model.train()
-        loss, logs = self.method.loss(batch, self.step, labels)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss, logs = self._accumulate_gradients(batch, labels, self._draws(len(batch)))
         self._set_learning_rate()
-        self.dist.average_gradients(self.method.model.parameters())
+        self.speed.unscale(self.optimizer)
         if self.config.train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.method.model.parameters(), self.config.train.grad_clip)
-        self.optimizer.step()
+        self.speed.step(self.optimizer)
         self.method.after_step(self.step)
         self.ema.update(self.method.model)
         self.step += 1
-        self.window.add(loss.detach())
+        self.window.add(loss)
         return logs
+
+    def _draws(self, local_size: int) -> dict[str, torch.Tensor]:
+        """This rank's rows of the method's draws for the global batch."""
+        draws = self.method.draw(local_size * self.dist.world_size, self.step, self.draw_generator, self.device)
+        rows = slice(self.dist.rank * local_size, (self.dist.rank + 1) * local_size)
+        return {key: value[rows] for key, value in draws.items()}
+
+    def _accumulate_gradients(self, batch, labels, draws) -> tuple[torch.Tensor, dict]:
+        """Backward through the batch in chunks of train.microbatch, each loss weighted by its
+        share of the batch, so the gradient is the whole batch's mean; DDP averages across
+        ranks on the last chunk only."""
+        size = len(batch)
+        chunk = self.config.train.microbatch or size
+        starts = range(0, size, chunk)
+        total, logs = torch.zeros((), device=self.device), {}
+        for start in starts:
+            rows = slice(start, start + chunk)
+            last = start == starts[-1]
+            with self.speed.accumulating(self.student, last), self.speed.autocast():
+                loss, chunk_logs = self.method.loss(
+                    batch[rows], self.step, None if labels is None else labels[rows],
+                    {key: value[rows] for key, value in draws.items()} or None,
+                )
+            share = len(batch[rows]) / size
+            self.speed.backward(loss.float() * share)
+            total += loss.detach().float() * share
+            _accumulate_logs(logs, chunk_logs, share)
+        return total, logs
 
     def _set_learning_rate(self) -> None:
         """train.lr times the schedule's factor at iteration k: a function of k alone, so resume is exact."""
@@ -243,14 +298,14 @@ class Trainer:
                 record = {**_plain(logs), "step": self.step, "loss": mean_loss, "elapsed_s": round(self.elapsed, 3)}
                 progress.update(task, loss=f"{mean_loss:.4g}", speed=f"{speed:.0f}")
                 if self.dist.is_main:
-                    self.run.append_metrics(record)
+                    self._write_record(record)
                     if on_log:
                         on_log(record)
                 self.window.reset()
             if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
                 self._charge_training_time()
                 if self.dist.is_main:
-                    self.run.append_metrics({"step": self.step, "eval": self.evaluate(cfg.eval_samples)})
+                    self._write_record({"step": self.step, "eval": self.evaluate(cfg.eval_samples)})
                 self.dist.barrier()
                 self._clock = time.perf_counter()
             if cfg.grid_every and (self.step % cfg.grid_every == 0 or self.step == cfg.steps):
@@ -287,6 +342,18 @@ class Trainer:
         evaluators = self.evaluators or build_evaluators(self.built)
         samples = draw_samples(self.method, self.ema.model, num, steps, seed=0, batch_size=self.config.sample.batch_size)
         return score(samples, reference_data(self.dataset, num), evaluators)
+
+
+DRAW_STREAM = 2**32  # offsets the draw generator's seed from every weight seed (seeds < 2**32)
+
+
+def _accumulate_logs(logs: dict, chunk_logs: dict, share: float) -> None:
+    """Tensor logs become the batch's weighted mean over chunks; other values the last chunk's."""
+    for key, value in chunk_logs.items():
+        if isinstance(value, torch.Tensor):
+            logs[key] = logs.get(key, 0) + value.detach().float() * share
+        else:
+            logs[key] = value
 
 
 class LogWindow:

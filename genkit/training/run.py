@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -14,6 +17,8 @@ from genkit.training import lock
 CONFIG_FILE = "config.toml"
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.jsonl"
+SNAPSHOTS_FOLDER = "snapshots"
+SNAPSHOT_NAME = re.compile(r"step-(\d+)\.pt")
 CONFIG_HEADER = "# genkit run: the resolved configuration (genkit train --config this-file repeats the run)\n"
 
 
@@ -56,6 +61,34 @@ class RunFolder:
         others = [p.name for p in self.path.iterdir() if p.name != lock.LOCK_FILE] if self.path.is_dir() else []
         if others and not self.is_run():
             raise GenkitError(f"{self.path} is not empty and not a genkit run folder (it holds {others[0]}); pick another --out")
+
+    @property
+    def snapshots_path(self) -> Path:
+        return self.path / SNAPSHOTS_FOLDER
+
+    def snapshots(self) -> list[tuple[int, Path]]:
+        """(step, path) of the snapshots in RUN/snapshots, oldest first; other files are not ours."""
+        found = [(SNAPSHOT_NAME.fullmatch(p.name), p) for p in self.snapshots_path.glob("step-*.pt")]
+        return sorted((int(match.group(1)), path) for match, path in found if match)
+
+    def snapshot(self, step: int, keep: int) -> Path:
+        """The checkpoint just written, also as RUN/snapshots/step-NNNNNNN.pt (a hard link: no
+        extra space until checkpoint.pt is replaced), keeping it and the ``keep`` before it.
+        Training only ever reads checkpoint.pt, so resuming ignores these."""
+        folder = self.snapshots_path
+        folder.mkdir(exist_ok=True)
+        target = folder / f"step-{step:07d}.pt"
+        partial = folder / f".{target.name}.partial"
+        partial.unlink(missing_ok=True)
+        try:
+            os.link(self.checkpoint_path, partial)
+        except OSError:  # file systems without hard links
+            shutil.copyfile(self.checkpoint_path, partial)
+        os.replace(partial, target)  # a save at the same step again (the final one) replaces it
+        earlier = [path for at, path in self.snapshots() if at < step]
+        for old in earlier[: max(len(earlier) - keep, 0)]:
+            old.unlink(missing_ok=True)
+        return target
 
     def remove_partial_checkpoints(self) -> None:
         """Temporary files of a checkpoint write that a kill interrupted."""

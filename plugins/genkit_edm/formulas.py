@@ -12,14 +12,15 @@ def edm_loss_weight(sigma: torch.Tensor, sigma_data: float = 0.5) -> torch.Tenso
     return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
 
 
-def lognormal_sigmas(n: int, p_mean: float = -1.2, p_std: float = 1.2, device=None, dtype=torch.float32) -> torch.Tensor:
-    """n training noise levels with ln sigma ~ N(p_mean, p_std^2), drawn with torch's global RNG."""
-    return (p_mean + p_std * torch.randn(n, device=device, dtype=dtype)).exp()
+def lognormal_sigmas(n: int, p_mean: float = -1.2, p_std: float = 1.2, device=None, dtype=torch.float32, generator=None) -> torch.Tensor:
+    """n training noise levels with ln sigma ~ N(p_mean, p_std^2) (default: torch's global RNG)."""
+    return (p_mean + p_std * torch.randn(n, device=device, dtype=dtype, generator=generator)).exp()
 
 
-def edm_loss(denoiser, x: torch.Tensor, sigma: torch.Tensor, sigma_data: float = 0.5) -> torch.Tensor:
-    """Per sample: lambda(sigma) ||D(x + sigma n, sigma) - x||^2 with n ~ N(0, I)."""
-    noisy = x + as_column(sigma, x) * torch.randn_like(x)
+def edm_loss(denoiser, x: torch.Tensor, sigma: torch.Tensor, sigma_data: float = 0.5, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """Per sample: lambda(sigma) ||D(x + sigma n, sigma) - x||^2 with n ~ N(0, I) (``noise``, or drawn here)."""
+    noise = torch.randn_like(x) if noise is None else noise
+    noisy = x + as_column(sigma, x) * noise
     error = (denoiser(noisy, sigma) - x).flatten(1).pow(2).sum(dim=1)
     return edm_loss_weight(sigma, sigma_data) * error
 

@@ -16,6 +16,7 @@ from genkit_edm.formulas import edm_loss, heun_levels, lognormal_sigmas
 
 class EDM(Method):
     """The EDM diffusion model (Karras et al. 2022): the teacher CD distils, sampled with Heun."""
+    paper = 'Karras, Aittala, Aila & Laine 2022, "Elucidating the Design Space of Diffusion-Based Generative Models", NeurIPS 2022, https://arxiv.org/abs/2206.00364'  # shown in docs/recipes.md
 
     @dataclass
     class Config:
@@ -32,9 +33,15 @@ class EDM(Method):
         self.clamp = ctx.clamp
         self.model = EDMDenoiser(network, ctx.noise.sigma_data)
 
-    def loss(self, x: torch.Tensor, step: int, labels: torch.Tensor | None = None):
-        sigma = lognormal_sigmas(x.shape[0], self.p_mean, self.p_std, device=x.device, dtype=x.dtype)
-        per_sample = edm_loss(conditioned(self.model, labels), x, sigma, self.noise.sigma_data)
+    def draw(self, n: int, step: int, generator, device) -> dict[str, torch.Tensor]:
+        """Each sample's noise level sigma (lognormal) and its unit noise."""
+        sigma = lognormal_sigmas(n, self.p_mean, self.p_std, device=device, generator=generator)
+        return {"sigma": sigma, "noise": torch.randn((n, *self.data_shape), generator=generator, device=device)}
+
+    def loss(self, x: torch.Tensor, step: int, labels: torch.Tensor | None = None, draws: dict | None = None):
+        draws = draws or self.draw(x.shape[0], step, None, x.device)
+        sigma, noise = draws["sigma"].to(x.dtype), draws["noise"].to(x.dtype)
+        per_sample = edm_loss(conditioned(self.student, labels), x, sigma, self.noise.sigma_data, noise)
         return per_sample.mean(), {}
 
     def sample(self, model, noise: PerSampleNoise, steps: int | None, labels: torch.Tensor | None = None) -> torch.Tensor:

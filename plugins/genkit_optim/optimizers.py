@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -18,6 +20,9 @@ class AdamOptions:
     betas: tuple[float, float] = option((0.9, 0.999), "decay rates of the first and second moment estimates", betas_check)
     eps: float = option(1e-8, "added to the denominator for numerical stability", positive)
     weight_decay: float = option(0.0, "L2 penalty added to the gradient (not decoupled)", non_negative)
+    kernels: Literal["auto", "fused", "foreach", "for-loop"] = option(
+        "auto", "how torch updates the tensors: auto takes the fused kernel where torch has one for this optimizer, else foreach"
+    )
 
 
 class AdamFamily:
@@ -31,7 +36,17 @@ class AdamFamily:
 
     def __call__(self, parameters, lr: float) -> torch.optim.Optimizer:
         o = self.options
-        return self.torch_class(parameters, lr=lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
+        return self.torch_class(parameters, lr=lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay, **self._kernels())
+
+    def _kernels(self) -> dict[str, bool]:
+        """One kernel launch for all tensors (fused) or one per operation (foreach) instead of a
+        Python loop over tensors: the same update, less overhead per step."""
+        choice = self.options.kernels
+        if choice == "auto":
+            choice = "fused" if "fused" in inspect.signature(self.torch_class).parameters else "foreach"
+        if choice == "fused":
+            return {"fused": True}
+        return {"foreach": choice == "foreach"}
 
 
 class RAdam(AdamFamily):

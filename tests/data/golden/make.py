@@ -1,9 +1,12 @@
 """Writes the reference weights that tests/test_golden.py compares against.
 
-These files pin what each method's default recipe trains to. They were written by the code as it
-was before methods took their parts (loss, curriculum, index schedule, teacher, optimizer) from
-config; rerunning this script with newer code only re-pins whatever that code does, so rerun it
-only when a change of results is intended and explained in the commit.
+These files pin what each method's default recipe trains to. They were first written before
+methods took their parts (loss, curriculum, index schedule, teacher, optimizer) from config, and
+re-pinned once since, when the per-sample draws (noise, levels) moved from torch's global
+generator to a generator of their own that every process shares (the same recipe, other random
+numbers: with the draws taken from the global generator the new code reproduced the old files
+bit for bit). Rerunning this script with newer code only re-pins whatever that code does, so
+rerun it only when a change of results is intended and explained in the commit.
 
     python tests/data/golden/make.py
 """

@@ -1,0 +1,84 @@
+"""How a training step uses the hardware: threads, memory layout, DistributedDataParallel,
+torch.compile, mixed precision and its gradient scaler. None of it changes the recipe: the
+loss, the draws and the optimizer are the method's and the loop's."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+from torch import nn
+
+from genkit.errors import GenkitError
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TrainingSpeed:
+    """The settings of ``train`` that concern speed, applied to one run's model and steps."""
+
+    def __init__(self, train, device: torch.device):
+        self.device = device
+        self.dtype = PRECISIONS[train.precision]
+        self.compile = train.compile
+        self.channels_last = train.channels_last
+        if train.threads:
+            torch.set_num_threads(train.threads)
+        # fp16 overflows where bf16 does not: scale the loss and skip steps with inf gradients
+        self.scaler = torch.amp.GradScaler(device.type) if train.precision == "fp16" else None
+        self.ddp: nn.Module | None = None
+
+    def prepare(self, model: nn.Module, dist) -> nn.Module:
+        """The module the gradient pass calls: ``model`` wrapped in DDP and compiled as asked.
+        The wrappers share ``model``'s parameters, which the optimizer and EMA keep using."""
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        student = dist.wrap(model, self.device)
+        self.ddp = student if student is not model else None
+        if self.compile:
+            student = _compiled(student)
+        return student
+
+    def batch_to_device(self, batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.to(self.device, non_blocking=True)
+        if self.channels_last and batch.dim() == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+
+    def autocast(self):
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def accumulating(self, student: nn.Module, last: bool):
+        """DDP reduces gradients on the last microbatch only; earlier ones just accumulate."""
+        return nullcontext() if last or self.ddp is None else self.ddp.no_sync()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+
+    def unscale(self, optimizer: torch.optim.Optimizer) -> None:
+        """True gradients before clipping (fp16 only scales them)."""
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler is None:
+            optimizer.step()
+        else:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+
+    def scaler_state(self) -> dict:
+        return self.scaler.state_dict() if self.scaler is not None else {}
+
+    def load_scaler_state(self, state: dict | None) -> None:
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(state)
+
+
+def _compiled(module: nn.Module) -> nn.Module:
+    try:
+        return torch.compile(module)
+    except RuntimeError as error:  # e.g. a Python version torch.compile does not support yet
+        raise GenkitError(f"train.compile: torch.compile is unavailable here ({error}); set train.compile=false") from None

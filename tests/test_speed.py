@@ -1,0 +1,99 @@
+"""The speed settings of ``train`` change how a step runs, not what it computes: microbatch
+accumulation gives the whole batch's gradient, mixed precision and channels-last train, and a
+run's draws come from a checkpointed generator of their own."""
+
+import json
+
+import pytest
+import torch
+
+from genkit.training.loop import Trainer
+from genkit.training.run import RunFolder
+
+from conftest import assert_same_tensors, straight_and_resumed
+
+
+def trained(config, registries, folder) -> Trainer:
+    trainer = Trainer(config, RunFolder(folder), registries)
+    trainer.train()
+    return trainer
+
+
+def assert_close_weights(a: Trainer, b: Trainer) -> None:
+    one, other = a.method.model.state_dict(), b.method.model.state_dict()
+    for key in one:
+        torch.testing.assert_close(one[key], other[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+@pytest.mark.parametrize("method", ["ict", "ct", "edm"])
+def test_microbatches_accumulate_to_the_whole_batch(tiny_config, registries, tmp_path, method):
+    # 64 = 24 + 24 + 16: unequal chunks weigh by their size
+    whole = trained(tiny_config(method, steps=6), registries, tmp_path / "whole")
+    chunked = trained(tiny_config(method, steps=6, extra=["train.microbatch=24"]), registries, tmp_path / "chunked")
+    assert_close_weights(whole, chunked)
+    losses = [[record["loss"] for record in map(json.loads, t.run.metrics_path.read_text().splitlines())] for t in (whole, chunked)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_unweighted_chunks_would_differ(tiny_config, registries, tmp_path, monkeypatch):
+    """The comparison above can fail: summing chunk means (no weights) gives other weights."""
+    import genkit.training.loop as loop
+
+    whole = trained(tiny_config("edm", steps=6), registries, tmp_path / "whole")
+    original = loop.Trainer._accumulate_gradients
+
+    def unweighted(self, batch, labels, draws):
+        self.speed.backward = lambda loss, speed=self.speed: type(speed).backward(speed, loss * 2)
+        return original(self, batch, labels, draws)
+
+    monkeypatch.setattr(loop.Trainer, "_accumulate_gradients", unweighted)
+    doubled = trained(tiny_config("edm", steps=6, extra=["train.microbatch=32"]), registries, tmp_path / "doubled")
+    with pytest.raises(AssertionError):
+        assert_close_weights(whole, doubled)
+
+
+def test_draw_generator_is_checkpointed_so_resume_stays_exact(tiny_config, registries, tmp_path):
+    config = tiny_config("ict", steps=20, extra=["train.microbatch=16"])
+    straight, resumed = straight_and_resumed(config, registries, tmp_path, stop_at=10)
+    assert_same_tensors(straight.method.model.state_dict(), resumed.method.model.state_dict())
+    assert torch.equal(straight.draw_generator.get_state(), resumed.draw_generator.get_state())
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_close_to_fp32(tiny_config, registries, tmp_path, precision):
+    fp32 = trained(tiny_config("edm", steps=10), registries, tmp_path / "fp32")
+    mixed = trained(tiny_config("edm", steps=10, extra=[f"train.precision='{precision}'"]), registries, tmp_path / precision)
+    assert next(mixed.method.model.parameters()).dtype == torch.float32  # weights stay fp32
+    for key, value in fp32.method.model.state_dict().items():
+        other = mixed.method.model.state_dict()[key]
+        assert torch.isfinite(other).all()
+        assert (value - other).abs().max() < 0.05, key  # same direction, lower precision
+    assert (mixed.speed.scaler is not None) == (precision == "fp16")
+
+
+def test_fp16_scaler_state_resumes_exactly(tiny_config, registries, tmp_path):
+    config = tiny_config("ict", steps=12, extra=["train.precision='fp16'"])
+    straight, resumed = straight_and_resumed(config, registries, tmp_path, stop_at=5)
+    assert_same_tensors(straight.method.model.state_dict(), resumed.method.model.state_dict())
+    assert straight.speed.scaler.get_scale() == resumed.speed.scaler.get_scale()
+
+
+def test_threads_setting_applies(tiny_config, registries, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        Trainer(tiny_config("ict", steps=1, extra=["train.threads=2"]), RunFolder(tmp_path / "run"), registries).close()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_channels_last_trains_a_unet_to_the_same_weights(registries, tmp_path):
+    from test_image_training import image_config, tiny_images
+
+    data = tiny_images(tmp_path)
+    plain = trained(image_config(registries, data, "ict", steps=3), registries, tmp_path / "plain")
+    last = trained(image_config(registries, data, "ict", steps=3, extra=["train.channels_last=true"]), registries, tmp_path / "last")
+    conv = next(p for p in last.method.model.parameters() if p.dim() == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    for key, value in plain.method.model.state_dict().items():
+        torch.testing.assert_close(last.method.model.state_dict()[key], value, rtol=1e-4, atol=1e-5, msg=key)
