@@ -1,4 +1,4 @@
-"""Reference pages generated from the code: the CLI, every config key, the hooks, the results.
+"""Pages generated from the code: the CLI, every config key, the hooks, the results, the recipes.
 
 ``python -m genkit.docs`` writes them; ``python -m genkit.docs --check`` exits 1, naming the
 stale pages, when the committed ones differ from what the code gives now.
@@ -26,6 +26,7 @@ CLI_PAGE = "docs/reference/cli.md"
 CONFIG_PAGE = "docs/reference/config.md"
 HOOKS_PAGE = "docs/reference/hooks.md"
 RESULTS_PAGE = "docs/results.md"
+RECIPES_PAGE = "docs/recipes.md"
 
 # kind -> the protocols in genkit.components that its components follow
 PROTOCOLS = {
@@ -36,6 +37,7 @@ PROTOCOLS = {
     "teachers": ("Teacher", "TrainedTeacher"),
     "evaluators": ("Evaluator",),
     "methods": ("Method",),
+    "loggers": ("Logger",),
 }
 
 # rich markup tags such as [bold], [cyan], [/], [/bold] (not [0, 1) or [sigma_min, sigma_max])
@@ -420,6 +422,139 @@ def results_page(folder: Path) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+# ----------------------------------------------------------------------------- recipes.md
+
+# keys of a preset shown in its table (besides every key of its [methods.*] tables)
+PRESET_KEYS = (
+    "method", "data.name", "network.name", "train.steps", "train.batch_size", "train.lr",
+    "train.optimizer", "train.lr_schedule", "train.ema_rate", "sample.multistep_sigmas",
+)
+_PRESET_LINE = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=.*?\s#\s?(.*)$")
+_TABLE_HEADER = re.compile(r"^\s*\[([A-Za-z0-9_.-]+)\]")
+_URL = re.compile(r"(https?://[^\s,;)]+)")
+
+
+def _inline(value: Any) -> str:
+    """A resolved option as TOML; a component with its options as an inline table."""
+    if not isinstance(value, Component):
+        return render_value(value)
+    options = value.options if dataclasses.is_dataclass(value.options) else None
+    pairs = [f"name = {render_value(value.name)}"]
+    for spec in dataclasses.fields(options) if options else ():
+        if getattr(options, spec.name) is not None:  # None is written by leaving the key out
+            pairs.append(f"{spec.name} = {_inline(getattr(options, spec.name))}")
+    return "{" + ", ".join(pairs) + "}" if len(pairs) > 1 else render_value(value.name)
+
+
+def _method_rows(name: str, factory: Any, registries: Any) -> list[str]:
+    """One row per option of a method, parts resolved with their own defaults."""
+    from genkit.schema import Parser
+
+    cls = options_class(factory)
+    if cls is None:
+        return []
+    options = Parser(registries).options(factory, {}, f"methods.{name}")
+    rows = ["| option | default | part of kind | help |", "| --- | --- | --- | --- |"]
+    for spec in dataclasses.fields(cls):
+        kind = spec.metadata.get("kind")
+        link = f"[{kind}](reference/config.md#{kind})" if kind else ""
+        rows.append(f"| `methods.{name}.{spec.name}` | `{cell(_inline(getattr(options, spec.name)))}` | {link} | {cell(spec.metadata.get('help', ''))} |")
+    return rows + [""]
+
+
+def _method_section(entry: Any, registries: Any) -> list[str]:
+    """The class docstring, the paper, the module docstring (the recipe in words), the options."""
+    factory = entry.factory
+    module = sys.modules.get(factory.__module__)
+    out = [f"### `{entry.name}`", "", _own_doc(factory), ""]
+    paper = getattr(factory, "paper", "")
+    if paper:
+        out += ["Paper: " + _URL.sub(r"<\1>", paper), ""]  # a bare URL is not a link everywhere
+    out += [f"Plugin `{entry.plugin}`, class `{factory.__module__}.{factory.__qualname__}`.", ""]
+    recipe = clean(getattr(module, "__doc__", ""))
+    if recipe:
+        out += [" ".join(recipe.split()), ""]
+    rows = _method_rows(entry.name, factory, registries)
+    return out + (rows or ["No options.", ""])
+
+
+def _flatten(values: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested tables as dotted keys; a component table below the top level (a part) stays one value."""
+    flat = {}
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and (not prefix or "name" not in value):  # a part stays whole
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _preset_comments(text: str) -> tuple[list[str], dict[str, str], dict[str, list[str]]]:
+    """A preset's header comment lines, the comment after each key's value (by dotted key), and
+    the full-line comments inside each table (by table name)."""
+    header, notes, inside = [], {}, {}
+    table, started = "", False
+    for line in text.splitlines():
+        stripped = line.strip()
+        match = _TABLE_HEADER.match(line)
+        if match:
+            table, started = match.group(1), True
+        elif stripped.startswith("#"):
+            comment = stripped.lstrip("#").strip()
+            (inside.setdefault(table, []) if started else header).append(comment)
+        elif stripped:
+            started = True
+            match = _PRESET_LINE.match(line)
+            if match:
+                notes[f"{table}.{match.group(1)}" if table else match.group(1)] = match.group(2).strip()
+    return header, notes, inside
+
+
+def _preset_section(name: str) -> list[str]:
+    from genkit import config as configuration
+
+    path = configuration.preset_path(name)
+    text = path.read_text(encoding="utf-8")
+    values = _flatten(configuration.read_toml(path))
+    header, notes, inside = _preset_comments(text)
+    out = [f"### `{name}`", "", " ".join(header), "", "| key | value | note |", "| --- | --- | --- |"]
+    keys = [k for k in PRESET_KEYS if k in values] + [k for k in values if k.startswith("methods.")]
+    for key in keys:
+        out.append(f"| `{key}` | `{cell(render_value(values[key]))}` | {cell(notes.get(key, ''))} |")
+    out.append("")
+    for table, lines in inside.items():  # the preset's reasons for its choices
+        out += [f"`[{table}]`: {' '.join(lines)}", ""]
+    out += [f"Everything it sets, resolved: `genkit config show {name}` (`--method NAME` for another method).", ""]
+    return out
+
+
+def recipes_page() -> str:
+    from genkit import config as configuration
+    from genkit import plugins
+
+    registries = plugins.registries()
+    out = [HEADER, "# Recipes: methods and presets", ""]
+    out.append(
+        "Each built-in method with its paper, what it combines, and every option with its default, "
+        "the paper's recipe: parts are registered components resolved with their own defaults "
+        "([config reference](reference/config.md)), each replaceable from config "
+        "([plugin guide](plugins.md#every-part-is-chosen-by-config)). Then each preset: its "
+        "description and key settings. `genkit config show PRESET --method NAME` prints a "
+        "method's recipe as a preset changes it."
+    )
+    out.append("")
+    out += ["## Methods", ""]
+    for entry in builtin_components()["methods"]:
+        out += _method_section(entry, registries)
+    out += ["## Presets", ""]
+    out.append("The built-in presets (`genkit config presets`), layered over the defaults and under `--config` and `--set`.")
+    out.append("")
+    for name in configuration.preset_names():
+        out += _preset_section(name)
+    return "\n".join(out).rstrip() + "\n"
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -431,6 +566,7 @@ def generate(folder: Path = ROOT) -> dict[str, str]:
         CONFIG_PAGE: config_page(),
         HOOKS_PAGE: hooks_page(),
         RESULTS_PAGE: results_page(folder),
+        RECIPES_PAGE: recipes_page(),
     }
 
 

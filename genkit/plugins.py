@@ -2,16 +2,21 @@
 
 ``GENKIT_PLUGINS`` narrows third-party loading: unset loads every plugin, an empty value loads
 only the built-in ones, ``a,b`` loads the built-ins plus the third-party entry points ``a`` and
-``b``. It is also the escape hatch when a broken plugin gets in the way.
+``b``. It is also the escape hatch when a broken plugin gets in the way. A name there that no
+installed plugin has is a warning, not silence.
+
+``use(plugin)`` adds a plugin object for a ``with`` block, as if installed: how a plugin's own
+tests load it without ``pip install``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pluggy
 
@@ -62,6 +67,17 @@ def entry_points() -> list[importlib.metadata.EntryPoint]:
     return list(importlib.metadata.entry_points(group=GROUP))
 
 
+def _warn_missing(allowed: set[str] | None, found: list[importlib.metadata.EntryPoint]) -> None:
+    """A name in GENKIT_PLUGINS that no installed plugin has is most likely a typo or a plugin
+    installed in another environment: say so instead of silently loading less."""
+    names = {entry_point.name for entry_point in found}
+    installed = sorted(ep.name for ep in found if not _is_builtin(ep))
+    for name in sorted((allowed or set()) - names):
+        message = f"{ENV_VAR} names plugin '{name}', which is not installed"
+        message += f" (installed third-party plugins: {', '.join(installed)})" if installed else " (no third-party plugin is installed)"
+        warnings.warn(message, PluginWarning, stacklevel=3)
+
+
 class PluginSet:
     """A pluggy manager, the plugins it loaded, and the registries they filled."""
 
@@ -87,7 +103,9 @@ class PluginSet:
 
     def load_entry_points(self) -> None:
         allowed = _allowed_third_party()
-        for entry_point in entry_points():
+        found = entry_points()
+        _warn_missing(allowed, found)
+        for entry_point in found:
             builtin = _is_builtin(entry_point)
             if not builtin and allowed is not None and entry_point.name not in allowed:
                 continue
@@ -199,3 +217,42 @@ def reset() -> None:
     """Forget the loaded plugins (tests use this after faking entry points)."""
     global _current
     _current = None
+
+
+@contextlib.contextmanager
+def use(plugin: Any, name: str | None = None) -> Iterator[Registries]:
+    """Add a plugin object (a module, or any object with hook implementations) to the process-wide
+    plugins for the duration of a ``with`` block, as if it were installed: ``genkit.train``,
+    config resolution and ``registries()`` see its components. Yields the registries.
+
+    A plugin's own tests use it, so they run from a checkout without ``pip install``; a plugin
+    already loaded (installed and found through its entry point) is used as it is. A plugin that
+    cannot be added (a misspelled hook, a name already taken) is a GenkitError.
+    """
+    loaded = load()
+    if loaded.manager.is_registered(plugin):
+        registered = loaded.manager.get_name(plugin)
+        info = loaded.info.get(registered)
+        if info is not None and info.error:  # installed but skipped: its components are not there to test
+            raise GenkitError(f"plugin '{registered}' {info.error}")
+        yield loaded.registries
+        return
+    name = name or getattr(plugin, "__name__", type(plugin).__name__)
+    if loaded.manager.has_plugin(name) or name in loaded.info:
+        raise GenkitError(f"a plugin named '{name}' is already loaded; pass another name")
+    try:
+        loaded.add(plugin, name)
+        loaded.collect()
+        if loaded.info[name].error:
+            raise GenkitError(f"plugin '{name}' {loaded.info[name].error}")
+        yield loaded.registries
+    finally:
+        _remove(loaded, name)
+
+
+def _remove(loaded: PluginSet, name: str) -> None:
+    """Undo ``use``: the registries are rebuilt without the plugin."""
+    if loaded.manager.has_plugin(name):
+        loaded.manager.unregister(name=name)
+    loaded.info.pop(name, None)
+    loaded.collect()

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
+import re
+import sys
 from pathlib import Path
 
 import pytest
 
 from genkit import docs
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,7 +30,7 @@ def test_committed_pages_equal_what_the_code_generates(pages):
 
 
 def test_every_page_says_it_is_generated(pages):
-    assert set(pages) == {"docs/reference/cli.md", "docs/reference/config.md", "docs/reference/hooks.md", "docs/results.md"}
+    assert set(pages) == {"docs/reference/cli.md", "docs/reference/config.md", "docs/reference/hooks.md", "docs/results.md", "docs/recipes.md"}
     for name, text in pages.items():
         assert docs.COMMAND in text.splitlines()[0], name
 
@@ -50,3 +58,51 @@ def test_check_names_a_stale_page(tmp_path, capsys):
     out = capsys.readouterr().out
     assert [line for line in out.splitlines() if line.startswith("stale:")] == ["stale: docs/reference/hooks.md"]
     assert docs.COMMAND in out
+
+
+def test_the_recipes_page_has_every_method_with_its_paper_and_every_preset(pages):
+    from genkit import config
+
+    text = pages["docs/recipes.md"]
+    papers = {
+        "cd": "Consistency Models", "ct": "Consistency Models",
+        "ict": "Improved Techniques for Training Consistency Models",
+        "edm": "Elucidating the Design Space of Diffusion-Based Generative Models",
+    }
+    for method, title in papers.items():
+        section = text.split(f"### `{method}`\n", 1)[1].split("\n### ", 1)[0]
+        assert f'"{title}"' in section, method
+    for preset in config.preset_names():
+        assert f"### `{preset}`" in text, preset
+
+
+def test_the_recipes_page_reads_defaults_from_the_code(pages):
+    text = pages["docs/recipes.md"]
+    # a part resolved with its own defaults (the doubling curriculum's s0 and s1), from the Config dataclasses
+    assert '| `methods.ict.curriculum` | `{name = "doubling", s0 = 10, s1 = 1280}` |' in text
+    assert '| `methods.cd.target_ema` | `0.0` |' in text
+    # a preset's header comment and a key with its inline comment
+    assert "2-D toy distributions and a small MLP" in text
+    assert "| `train.steps` | `400000` | iCT: K = 400k |" in text
+
+
+def test_the_plugin_guide_example_is_a_plugin_as_written(tmp_path, monkeypatch):
+    """The guide's first pyproject and module, copied as they are, make a working plugin."""
+    import torch
+
+    from genkit import plugins
+
+    blocks = re.findall(r"```(\w*)\n(.*?)```", (ROOT / "docs/plugins.md").read_text(encoding="utf-8"), re.S)
+    pyproject = tomllib.loads(next(text for lang, text in blocks if lang == "toml" and "[project]" in text))
+    package = pyproject["project"]["entry-points"]["genkit"]["cosine"]
+    assert pyproject["tool"]["setuptools"]["packages"] == [package]
+    code = next(text for lang, text in blocks if lang == "python" and text.startswith(f"# {package}/__init__.py"))
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text(code, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with plugins.use(importlib.import_module(package)) as registries:
+            loss = registries.losses.build("cosine")
+            assert loss(torch.ones(2, 3), -torch.ones(2, 3)).tolist() == pytest.approx([2.0, 2.0])
+    finally:
+        sys.modules.pop(package, None)  # the next test imports it afresh

@@ -191,3 +191,59 @@ def test_messages_name_one_component_of_the_kind(kind, word):
     registry = Registry(kind)
     with pytest.raises(GenkitError, match=f"unknown {word} 'x'"):
         registry.get("x")
+
+
+def test_plugins_table_shows_a_plugin_that_fails_to_import_with_its_error(fake_entry_points):
+    from typer.testing import CliRunner
+
+    from genkit.cli.main import app
+
+    fake_entry_points(FakeEntryPoint("broken", ImportError("no module named torch_extra")))
+    with pytest.warns(plugins.PluginWarning, match="plugin 'broken'"):
+        result = CliRunner().invoke(app, ["plugins"], env={"COLUMNS": "400"})  # one table row per line
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if " broken " in line)
+    assert "broken: failed to import (broken_module): ImportError: no module named torch_extra" in row
+    assert "third-party 9.9" in row
+
+
+def test_genkit_plugins_naming_a_plugin_that_is_not_installed_warns(fake_entry_points, monkeypatch):
+    fake_entry_points(FakeEntryPoint("mine", make_plugin("mine", register_methods=register_method)))
+    monkeypatch.setenv(plugins.ENV_VAR, "mine,mnie")
+    with pytest.warns(plugins.PluginWarning, match=r"GENKIT_PLUGINS names plugin 'mnie', which is not installed \(installed third-party plugins: mine\)"):
+        loaded = fresh()
+    assert "mine" in loaded.info and "my-method" in loaded.registries.methods
+
+
+def test_genkit_plugins_naming_only_installed_plugins_is_silent(fake_entry_points, monkeypatch):
+    fake_entry_points(FakeEntryPoint("mine", make_plugin("mine", register_methods=register_method)))
+    monkeypatch.setenv(plugins.ENV_VAR, "mine,ict")  # a built-in name is harmless: built-ins always load
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "my-method" in fresh().registries.methods
+
+
+def test_use_adds_a_plugin_object_for_a_with_block(fake_entry_points):
+    fake_entry_points()
+    module = make_plugin("uninstalled", register_methods=register_method)
+    with plugins.use(module) as registries:
+        assert registries.methods.entry("my-method").plugin == "uninstalled"
+        assert plugins.registries() is registries and plugins.load().info["uninstalled"].registered == {"methods": ["my-method"]}
+    assert "my-method" not in plugins.registries().methods and "uninstalled" not in plugins.load().info
+
+
+def test_use_of_an_installed_plugin_changes_nothing(fake_entry_points):
+    module = make_plugin("mine", register_methods=register_method)
+    fake_entry_points(FakeEntryPoint("mine", module))
+    with plugins.use(module) as registries:
+        assert registries.methods.entry("my-method").plugin == "mine"
+    assert "my-method" in plugins.registries().methods  # still installed
+
+
+def test_use_of_a_broken_plugin_is_an_error_and_leaves_nothing_behind(fake_entry_points):
+    fake_entry_points()
+    typo = make_plugin("typo", register_method=register_method)
+    with pytest.warns(plugins.PluginWarning), pytest.raises(GenkitError, match="plugin 'typo' skipped.*register_method"):
+        with plugins.use(typo):
+            pass
+    assert "typo" not in plugins.load().info and not plugins.load().manager.has_plugin("typo")

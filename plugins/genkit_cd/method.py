@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 from genkit.errors import GenkitError
 from genkit.methods.consistency import ConsistencyTraining, Weighting
+from genkit.methods.student import initialise_from_teacher
 from genkit.schema import Component, option, part, unit_interval
-from genkit_cd.student import initialise_from_teacher
 
 
 class ConsistencyDistillation(ConsistencyTraining):
     """Consistency distillation (Song et al. 2023, Algorithm 2) from Heun steps of a trained EDM run."""
+    paper = 'Song, Dhariwal, Chen & Sutskever 2023, "Consistency Models", ICML 2023 (Algorithm 2), https://arxiv.org/abs/2303.01469'  # shown in docs/recipes.md
 
     teacher_run_key = "teacher.run"  # --teacher RUN sets methods.cd.teacher.run
 

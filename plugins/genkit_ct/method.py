@@ -24,6 +24,7 @@ def ct_target_rate(num_levels: int, s0: int, mu0: float) -> float:
 
 class OriginalConsistencyTraining(ConsistencyTraining):
     """Consistency training (Song et al. 2023, Algorithm 3): an EMA target with mu(k), the sqrt curriculum."""
+    paper = 'Song, Dhariwal, Chen & Sutskever 2023, "Consistency Models", ICML 2023 (Algorithm 3), https://arxiv.org/abs/2303.01469'  # shown in docs/recipes.md
 
     @dataclass
     class Config:

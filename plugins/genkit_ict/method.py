@@ -14,6 +14,7 @@ from genkit.schema import Component, option, part
 
 class ImprovedConsistencyTraining(ConsistencyTraining):
     """Improved consistency training (Song & Dhariwal 2023): no target EMA, pseudo-Huber, lognormal indices, doubling curriculum."""
+    paper = 'Song & Dhariwal 2023, "Improved Techniques for Training Consistency Models", ICLR 2024, https://arxiv.org/abs/2310.14189'  # shown in docs/recipes.md
 
     @dataclass
     class Config:

@@ -1,4 +1,6 @@
-"""The CD student starts from the teacher's weights: same network, checked before copying."""
+"""A student that starts from a trained teacher's weights (CD, Song et al. 2023; ECT, Geng et al.
+2024): the same network, checked before copying. Public: a method plugin passes its
+``TrainedTeacher`` (``genkit.components``) to :func:`initialise_from_teacher`."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ def initialise_from_teacher(student: nn.Module, teacher, networks, student_netwo
         mine = [entry.name for entry in networks if entry.factory is type(student)]
         raise GenkitError(
             f"the teacher's network is '{network.name}', this run's is "
-            f"'{mine[0] if mine else type(student).__name__}'; CD starts from the teacher's weights: {hint}"
+            f"'{mine[0] if mine else type(student).__name__}'; the student starts from the teacher's weights: {hint}"
         )
     difference = architecture_difference(source, student)
     if difference:
@@ -35,7 +37,8 @@ def initialise_from_teacher(student: nn.Module, teacher, networks, student_netwo
 
 def architecture_difference(reference: nn.Module, other: nn.Module) -> str:
     """'' when both modules have the same parameters, buffers and hyperparameters, else the first
-    difference. Dropout rates may differ (CD on CIFAR-10 distils a dropout-0.13 teacher with 0)."""
+    difference. Dropout rates may differ (CD on CIFAR-10 distils a dropout-0.13 teacher with 0, ECT
+    tunes it with 0.2)."""
     theirs, mine = reference.state_dict(), other.state_dict()
     for key in sorted(theirs.keys() | mine.keys()):
         if key not in theirs or key not in mine:
