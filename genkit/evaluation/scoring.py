@@ -23,32 +23,44 @@ def sample_seeds(seed: int, num: int) -> range:
 
 @torch.no_grad()
 def draw_samples(method, model, num: int, steps: int | None, seed: int = 0, batch_size: int = 256, device=None,
-                 progress: bool = False, label: int | None = None, levels: Sequence[float] | None = None):
+                 progress: bool = False, label: int | None = None, levels: Sequence[float] | None = None,
+                 dist=None):
     """``num`` samples, the same whatever the batch size: each draws its noise (and, for a
     class-conditional network, its class unless ``label`` fixes it) from its own seed.
     ``progress`` shows a bar when there is more than one batch. ``levels``: the intermediate
     levels of multistep consistency sampling, instead of sample.multistep_sigmas (a method whose
-    sampler takes none, EDM's Heun, refuses them)."""
+    sampler takes none, EDM's Heun, refuses them). ``dist`` (a genkit Distributed under
+    torchrun): every rank draws a contiguous share of the seeds and rank 0 gets them all, in
+    order, so the samples are the same as one process draws; the other ranks get None."""
     extra = {}
     if levels is not None:
         if not sampler_takes_levels(method):
             raise GenkitError(f"levels apply to consistency sampling; {type(method).__name__}'s sampler takes none")
         extra["levels"] = list(levels)
+    seeds = sample_seeds(seed, num)
+    if dist is None or not dist.enabled:
+        return _draw(method, model, seeds, steps, batch_size, device, progress, label, extra)
+    share = -(-num // dist.world_size)
+    mine = seeds[dist.rank * share : (dist.rank + 1) * share]
+    shares = dist.gather_to_main(_draw(method, model, mine, steps, batch_size, device, progress and dist.is_main, label, extra))
+    return torch.cat([part for part in shares if len(part)]) if dist.is_main else None
+
+
+def _draw(method, model, seeds: range, steps: int | None, batch_size: int, device, progress: bool, label: int | None, extra: dict) -> torch.Tensor:
     device = device or next(model.parameters()).device
     label_dim = int(getattr(getattr(model, "net", None), "label_dim", 0))
     model.eval()
     chunks = []
-    seeds = sample_seeds(seed, num)
-    starts = range(0, num, batch_size)
+    starts = range(0, len(seeds), batch_size)
     if progress and len(starts) > 1:
-        starts = track(starts, description=f"sampling {num}", transient=True)
+        starts = track(starts, description=f"sampling {len(seeds)}", transient=True)
     for start in starts:
         noise = PerSampleNoise(seeds[start : start + batch_size], device)
         labels = None
         if label_dim:
             labels = noise.randint(label_dim) if label is None else torch.full((len(noise),), label, device=device)
         chunks.append(method.sample(model, noise, steps, labels, **extra).cpu())
-    return torch.cat(chunks)
+    return torch.cat(chunks) if chunks else torch.empty(0)
 
 
 def sampler_takes_levels(method) -> bool:

@@ -81,6 +81,14 @@ class Distributed:
         dist.all_gather_object(gathered, obj)
         return gathered
 
+    def gather_to_main(self, obj) -> list | None:
+        """Every rank's ``obj`` on rank 0, as a list indexed by rank (None on the other ranks)."""
+        if not self.enabled:
+            return [obj]
+        gathered = [None] * self.world_size if self.is_main else None
+        dist.gather_object(obj, gathered, dst=0)
+        return gathered
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()

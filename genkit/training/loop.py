@@ -304,8 +304,9 @@ class Trainer:
                 self.window.reset()
             if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
                 self._charge_training_time()
+                scores = self.evaluate(cfg.eval_samples)  # every rank samples its share
                 if self.dist.is_main:
-                    self._write_record({"step": self.step, "eval": self.evaluate(cfg.eval_samples)})
+                    self._write_record({"step": self.step, "eval": scores})
                 self.dist.barrier()
                 self._clock = time.perf_counter()
             if cfg.grid_every and (self.step % cfg.grid_every == 0 or self.step == cfg.steps):
@@ -338,9 +339,15 @@ class Trainer:
         return save_samples_picture(samples, path, f"{self.config.method}, step {self.step}")
 
     def evaluate(self, num: int, steps: int | None = None) -> dict[str, float]:
-        """Score the EMA model's samples against held-out data with the run's evaluators."""
+        """Score the EMA model's samples against held-out data with the run's evaluators. Under
+        torchrun every rank must call it: each draws a share of the samples and rank 0 scores
+        them all (the other ranks get {})."""
+        samples = draw_samples(
+            self.method, self.ema.model, num, steps, seed=0, batch_size=self.config.sample.batch_size, dist=self.dist
+        )
+        if not self.dist.is_main:
+            return {}
         evaluators = self.evaluators or build_evaluators(self.built)
-        samples = draw_samples(self.method, self.ema.model, num, steps, seed=0, batch_size=self.config.sample.batch_size)
         return score(samples, reference_data(self.dataset, num), evaluators)
 
 

@@ -249,11 +249,13 @@ def evaluators_of(trained, registries) -> dict[str, Any]:
     return build_evaluators(trained.built)
 
 
-def score_run(spec: BenchSpec, item: PlannedRun, trained, registries, out: Path) -> list[dict]:
-    """Score the run's EMA weights at each sampling setting; cached in the run folder."""
+def score_run(spec: BenchSpec, item: PlannedRun, trained, registries, out: Path, dist=None) -> list[dict] | None:
+    """Score the run's EMA weights at each sampling setting; cached in the run folder. Under
+    torchrun every rank calls it and samples a share; rank 0 scores and writes (the others get None)."""
     method, dataset = trained.built.method, trained.built.dataset
-    evaluators = evaluators_of(trained, registries)
-    if spec.metric not in evaluators:
+    main = dist is None or dist.is_main
+    evaluators = evaluators_of(trained, registries) if main else {}
+    if main and spec.metric not in evaluators:
         raise GenkitError(f"bench.metric '{spec.metric}' is not one of this run's evaluators ({', '.join(evaluators) or 'none'})")
     steps_list = [method.default_sampling_steps()] if item.run.role == "teacher" else list(spec.sampling_steps)
     settings = _eval_settings(spec, item, trained.step, steps_list)
@@ -262,20 +264,24 @@ def score_run(spec: BenchSpec, item: PlannedRun, trained, registries, out: Path)
         cached = json.loads(cache.read_text())
         pictures_there = all((out / s["picture"]).is_file() for s in cached["scores"])
         if cached.get("settings") == settings and pictures_there:
-            return cached["scores"]
-    reference = reference_data(dataset, spec.eval_samples)
+            return cached["scores"] if main else None
+    reference = reference_data(dataset, spec.eval_samples) if main else None
     scores = []
     for steps in steps_list:
         samples = draw_samples(
             method, trained.model, spec.eval_samples, steps, seed=item.seed, batch_size=item.config.sample.batch_size,
-            levels=levels_for(spec, item, steps),
+            levels=levels_for(spec, item, steps), dist=dist,
         )
+        if not main:
+            continue
         nfe = method.sampling_evaluations(steps)
         picture = Path("pictures") / f"{item.run.name}-seed{item.seed}-{nfe}nfe.png"
         title = f"{item.run.label}, {_sampling_phrase(item.run.role, steps, nfe)}, seed {item.seed}, step {trained.step}"
         shown = samples[:2000] if samples.ndim == 2 else samples[: item.config.sample.grid_size]  # points, or a grid of images
         save_samples_picture(shown, out / picture, title, reference=reference[:2000] if samples.ndim == 2 else None)
         scores.append({"steps": steps, "nfe": nfe, "scores": score(samples, reference, evaluators), "picture": str(picture)})
+    if not main:
+        return None
     cache.write_text(json.dumps({"settings": settings, "scores": scores}, indent=2))
     return scores
 
@@ -390,8 +396,8 @@ def run_bench(spec: BenchSpec, out: Path, plugin_set, progress=None) -> dict[str
     """Train and score every planned run, then return the results dictionary (results.json).
 
     Under torchrun every rank trains (data-parallel, as genkit train does) and rank 0 alone
-    scores and writes; the other ranks return None. Scoring is not split across ranks, so a
-    long single-rank evaluation must finish within the process group's timeout.
+    scores and writes; the other ranks return None. Every rank draws a share of the samples,
+    which rank 0 gathers and scores.
     """
     threads = torch.get_num_threads()
     if spec.torch_threads:
@@ -441,15 +447,16 @@ def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, An
             progress.update(overall, description=f"bench, {label}", completed=base, note="training")
         on_step = (lambda step, base=base: progress.update(overall, completed=base + step)) if progress else None
         step, elapsed = train_run(item, registries, progress, on_step)
+        if progress:
+            progress.update(overall, completed=base + spec.steps, note="scoring")
+        trained = load_trained(item.folder, registries)
+        scores = score_run(spec, item, trained, registries, out, dist)  # every rank samples a share
         if not dist.is_main:  # rank 0 scores; the others wait for it
             dist.barrier()
             continue
-        if progress:
-            progress.update(overall, completed=base + spec.steps, note="scoring")
         teacher = results.get(f"seed{item.seed}/{item.run.teacher}") if item.run.teacher else None
-        trained = load_trained(item.folder, registries)
         result = result_of(item, step, elapsed, dict(trained.built.method.training_evaluations()), teacher)
-        result.scores = score_run(spec, item, trained, registries, out)
+        result.scores = scores
         if spec.floor and not floor:
             evaluators = evaluators_of(trained, registries)
             floor = data_floor(trained.built.dataset, evaluators, spec.eval_samples)
