@@ -65,6 +65,7 @@ class ConsistencyTraining(Method):
         self.noise_schedule: NoiseSchedule | None = None
         self.teacher: Teacher | None = None
         self.metric: Metric | None = None
+        self._sigmas: tuple | None = None  # ((N, device), levels) of the last step
 
     def prepare_training(self) -> None:
         parts, ctx, options = self.ctx.registries, self.ctx, self.options
@@ -78,9 +79,13 @@ class ConsistencyTraining(Method):
         raise NotImplementedError
 
     def sigmas(self, step: int, device: torch.device) -> torch.Tensor:
+        """The N(k) + 1 Karras levels of iteration k, kept on the device while N(k) stays the
+        same: a copy from the host every step would make each step wait for the device."""
         n = self.curriculum.num_levels(step)
-        noise = self.noise
-        return karras_sigmas(n, noise.sigma_min, noise.sigma_max, noise.rho).to(device)
+        if self._sigmas is None or self._sigmas[0] != (n, device):
+            noise = self.noise
+            self._sigmas = ((n, device), karras_sigmas(n, noise.sigma_min, noise.sigma_max, noise.rho).to(device))
+        return self._sigmas[1]
 
     def draw(self, n: int, step: int, generator: torch.Generator | None, device: torch.device) -> dict[str, torch.Tensor]:
         """Each sample's interval index i (pairing sigma_i, sigma_{i+1}) and its noise z."""

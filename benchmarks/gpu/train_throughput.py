@@ -1,0 +1,110 @@
+"""Training throughput and model FLOP utilisation of the CIFAR-10 NCSN++ configuration.
+
+    python benchmarks/gpu/train_throughput.py [--batch 128] [--steps 20] [--json FILE]
+
+Trains iCT with the cifar10 preset's network (NCSN++, 56M parameters) at the given batch on
+random 32x32 images (speed does not depend on the pixels), in four settings: eager or
+torch.compile, fp32 or bf16 autocast. Reports images/s over timed steps after warm-up, the
+FLOPs of one step (counted by torch.utils.flop_counter on one step) and the model FLOP
+utilisation against the device's dense peak for that precision, where the device is known.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from genkit import config as configuration
+from genkit import plugins
+from genkit.training.loop import Trainer
+from genkit.training.run import RunFolder
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from step_overhead import random_images  # noqa: E402
+
+# dense peak FLOP/s by precision (vendor figures, SXM parts): bf16 tensor cores; fp32 with TF32 off
+PEAKS = {"H100": {"bf16": 989e12, "fp32": 67e12}, "H200": {"bf16": 989e12, "fp32": 67e12}, "A100": {"bf16": 312e12, "fp32": 19.5e12}}
+
+
+def peak(precision: str) -> float | None:
+    name = torch.cuda.get_device_name() if torch.cuda.is_available() else ""
+    return next((p[precision] for key, p in PEAKS.items() if key in name), None)
+
+
+def trainer_for(folder: Path, batch: int, precision: str, compiled: bool) -> Trainer:
+    registries = plugins.registries()
+    sets = [
+        "data.name=npz", f"data.path={random_images(folder)}", "data.labels=false",
+        f"train.batch_size={batch}", f"train.precision='{precision}'", f"train.compile={str(compiled).lower()}",
+        "train.log_every=1000000", "train.checkpoint_every=1000000",
+    ]
+    config = configuration.load_config(registries, "cifar10", assignments=sets, flags={"method": "ict", "train.steps": 10**6})
+    return Trainer(config, RunFolder(folder / f"{precision}-{compiled}"), registries)
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def step_flops(trainer: Trainer) -> int:
+    with FlopCounterMode(display=False) as counter:
+        trainer.train_step()
+    return counter.get_total_flops()
+
+
+def measure(folder: Path, batch: int, precision: str, compiled: bool, steps: int, warmup: int) -> dict:
+    trainer = trainer_for(folder, batch, precision, compiled)
+    started = time.perf_counter()
+    for _ in range(warmup):  # compilation happens here
+        trainer.train_step()
+    synchronize()
+    warmup_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step()
+    synchronize()
+    seconds = (time.perf_counter() - started) / steps
+    flops = step_flops(trainer) if not compiled else None
+    trainer.close()
+    return {"precision": precision, "compiled": compiled, "batch": batch, "images_per_s": batch / seconds,
+            "step_ms": seconds * 1e3, "warmup_s": warmup_s, "flops_per_step": flops}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--eager-only", action="store_true", help="skip torch.compile (a quick check on a CPU)")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for compiled in (False,) if args.eager_only else (False, True):
+            for precision in ("fp32", "bf16"):
+                try:
+                    rows.append(measure(Path(tmp), args.batch, precision, compiled, args.steps, args.warmup))
+                except Exception as error:  # one failing setting (compile, say) must not lose the others
+                    rows.append({"precision": precision, "compiled": compiled, "error": f"{type(error).__name__}: {error}"[:500]})
+                print(json.dumps(rows[-1]), flush=True)
+    flops = next((r["flops_per_step"] for r in rows if r.get("flops_per_step")), None)
+    for row in rows:
+        top = peak(row["precision"])
+        if flops and "images_per_s" in row and top:
+            row["mfu"] = flops * row["images_per_s"] / row["batch"] / top
+    result = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "torch": torch.__version__, "rows": rows}
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
