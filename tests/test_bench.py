@@ -266,3 +266,12 @@ def test_bad_presets_are_one_line_errors(tiny_preset, tmp_path):
     bad.write_text(TINY_BENCH.replace('[bench.runs.edm]\nmethod = "edm"', '[bench.runs.edm]\nmethod = "edn"'))
     assert_one_line_error(invoke("bench", "cd-vs-ict", "--preset", bad, "--out", tmp_path / "x"), "method 'edn'")
     assert_one_line_error(invoke("bench", "cd-vs-ict", "--preset", tiny_preset, "--seeds", "0"), "--seeds must be at least 1")
+
+
+def test_report_names_every_run_trained_from_a_teacher():
+    from genkit_bench.report import teacher_cost_sentence
+
+    builtin = {"runs": {"edm": {"method": "edm", "role": "teacher"}, "cd": {"method": "cd", "label": "CD", "teacher": "edm"}}}
+    assert teacher_cost_sentence(builtin).startswith("CD is shown without and with (`incl. teacher`) its teacher's cost")
+    plugin = {"runs": {**builtin["runs"], "ect": {"method": "ect", "label": "ECT", "teacher": "edm"}}}  # a plugin's method
+    assert teacher_cost_sentence(plugin).startswith("CD and ECT are shown without and with (`incl. teacher`)")

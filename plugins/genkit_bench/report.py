@@ -160,6 +160,23 @@ def plot_curves(results: dict[str, Any], out: Path) -> Path | None:
     return path
 
 
+def teacher_cost_sentence(spec: dict[str, Any]) -> str:
+    """How the `incl. teacher` columns count, naming the runs trained from a teacher run (CD, a
+    plugin's method such as ECT): their teacher's evaluations during training plus its own training."""
+    students = [table.get("label") or name for name, table in spec.get("runs", {}).items() if isinstance(table, dict) and table.get("teacher")]
+    if students in ([], ["CD"]):  # the built-in presets
+        return (
+            "CD is shown without and with (`incl. teacher`) its teacher's cost: the teacher's Heun steps during "
+            "distillation plus everything the EDM teacher itself spent in training (its training seconds likewise)."
+        )
+    names = ", ".join(students[:-1]) + f" and {students[-1]}" if len(students) > 1 else students[0]
+    return (
+        f"{names} {'are' if len(students) > 1 else 'is'} shown without and with (`incl. teacher`) the cost of the teacher run "
+        "each starts from: the teacher's network evaluations during training (CD's Heun steps; none for a method that "
+        "only takes the teacher's weights) plus everything the teacher run itself spent in training (its training seconds likewise)."
+    )
+
+
 def write_report(results: dict[str, Any], out: Path, curves: Path | None) -> Path:
     spec, budget, evaluation = results["spec"], results["budget"], results["evaluation"]
     seeds = results["seeds"]
@@ -171,8 +188,7 @@ def write_report(results: dict[str, Any], out: Path, curves: Path | None) -> Pat
         f"**Budget.** Every method trained for {budget['steps']} steps at batch size {budget['batch_size']} "
         f"({budget['training_samples']} training samples) per seed; seeds {', '.join(map(str, seeds))}. "
         "Training time is wall-clock seconds of the training steps alone; NFE counts network evaluations spent "
-        "in training. CD is shown without and with (`incl. teacher`) its teacher's cost: "
-        "the teacher's Heun steps during distillation plus everything the EDM teacher itself spent in training (its training seconds likewise).",
+        f"in training. {teacher_cost_sentence(spec)}",
         "",
         f"**Scores.** {evaluation['samples']} samples from the EMA weights of each model against "
         f"{evaluation['reference']}; the `data (floor)` row scores a second held-out draw of the same size and is the "
