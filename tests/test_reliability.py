@@ -123,7 +123,7 @@ def test_the_folder_entry_is_synced_after_the_rename(tmp_path, monkeypatch):
 def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_config, registries, tmp_path):
     trainer = Trainer(tiny_config("ict", steps=40), RunFolder(tmp_path), registries)  # log every 5, save every 10
     real_loss = trainer.method.loss
-    trainer.method.loss = lambda x, step, labels=None: (real_loss(x, step)[0] * (float("nan") if step == 12 else 1.0), {})
+    trainer.method.loss = lambda x, step, labels=None, draws=None: (real_loss(x, step, labels, draws)[0] * (float("nan") if step == 12 else 1.0), {})
     with pytest.raises(TrainingDiverged, match=r"by step 15; the last good checkpoint \(step 10\) is kept"):
         trainer.train()
     saved = checkpoint.load(tmp_path / "checkpoint.pt")
