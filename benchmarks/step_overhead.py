@@ -42,15 +42,16 @@ NETWORKS = {
 
 
 def random_images(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "images.npz"
     np.savez(path, images=np.random.default_rng(0).integers(0, 256, (512, 32, 32, 3), dtype=np.uint8))
     return path
 
 
-def make_trainer(net: str, method: str, folder: Path, teacher: Path | None) -> Trainer:
+def make_trainer(net: str, method: str, folder: Path, teacher: Path | None, extra: list[str] = ()) -> Trainer:
     registries = plugins.registries()
     preset, sets = NETWORKS[net]
-    sets = list(sets) + ["train.device='cpu'", "train.log_every=1000000", "train.checkpoint_every=1000000"]
+    sets = list(sets) + list(extra) + ["train.device='cpu'", "train.log_every=1000000", "train.checkpoint_every=1000000"]
     if net == "unet":
         sets += ["data.name=npz", f"data.path={random_images(folder)}", "data.labels=false"]
     if teacher is not None:
@@ -118,6 +119,7 @@ def main() -> None:
     parser.add_argument("--nets", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--set", dest="assignments", action="append", default=[], help="config overrides, as genkit train --set")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s); median over {args.rounds} interleaved rounds")
@@ -128,10 +130,11 @@ def main() -> None:
             folder, teacher = Path(tmp), None
             for method in args.methods:
                 if method == "cd" and teacher is None:  # CD needs an EDM run to distil
-                    edm = make_trainer(net, "edm", folder / "teacher", None)
+                    edm = make_trainer(net, "edm", folder / "teacher", None, args.assignments)
                     edm.train(until=1)
                     teacher = folder / "teacher" / "edm"
-                trainer = make_trainer(net, method, folder, teacher if method == "cd" else None)
+                trainer = make_trainer(net, method, folder, teacher if method == "cd" else None, args.assignments)
+                torch.set_num_threads(args.threads)  # over the preset's train.threads
                 genkit_s, flat_s, ratio = measure(trainer, args.rounds, repeats)
                 trainer.close()
                 print(f"{net:>5} {method:>6} {genkit_s * 1e3:>10.2f} {flat_s * 1e3:>9.2f} {ratio:>6.3f}", flush=True)

@@ -66,6 +66,7 @@ class ConsistencyTraining(Method):
         self.teacher: Teacher | None = None
         self.metric: Metric | None = None
         self._sigmas: tuple | None = None  # ((N, device), levels) of the last step
+        self._probabilities: tuple | None = None  # (levels, p(i)) for those levels
 
     def prepare_training(self) -> None:
         parts, ctx, options = self.ctx.registries, self.ctx, self.options
@@ -89,8 +90,10 @@ class ConsistencyTraining(Method):
 
     def draw(self, n: int, step: int, generator: torch.Generator | None, device: torch.device) -> dict[str, torch.Tensor]:
         """Each sample's interval index i (pairing sigma_i, sigma_{i+1}) and its noise z."""
-        probabilities = self.noise_schedule.index_probabilities(self.sigmas(step, device))
-        index = draw_indices(probabilities, n, generator)
+        sigmas = self.sigmas(step, device)
+        if self._probabilities is None or self._probabilities[0] is not sigmas:  # new levels: new p(i)
+            self._probabilities = (sigmas, self.noise_schedule.index_probabilities(sigmas).float())
+        index = draw_indices(self._probabilities[1], n, generator)
         return {"index": index, "z": torch.randn((n, *self.data_shape), generator=generator, device=device)}
 
     def loss(self, x: torch.Tensor, step: int, labels: torch.Tensor | None = None, draws: dict | None = None):

@@ -201,7 +201,8 @@ class Trainer:
         batch, labels = self.batches.next()
         batch = self.speed.batch_to_device(batch)
         labels = labels.to(self.device, non_blocking=True) if labels is not None else None
-        self.method.model.train()
+        if not self.method.model.training:  # sampling for a grid or evaluation may have switched it
+            self.method.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss, logs = self._accumulate_gradients(batch, labels, self._draws(len(batch)))
         self._set_learning_rate()
@@ -227,6 +228,11 @@ class Trainer:
         ranks on the last chunk only."""
         size = len(batch)
         chunk = self.config.train.microbatch or size
+        if chunk >= size:  # the usual case: the batch in one pass, nothing to weigh
+            with self.speed.autocast():
+                loss, logs = self.method.loss(batch, self.step, labels, draws or None)
+            self.speed.backward(loss)
+            return loss.detach(), logs
         starts = range(0, size, chunk)
         total, logs = torch.zeros((), device=self.device), {}
         for start in starts:

@@ -36,14 +36,19 @@ class AdamFamily:
 
     def __call__(self, parameters, lr: float) -> torch.optim.Optimizer:
         o = self.options
-        return self.torch_class(parameters, lr=lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay, **self._kernels())
+        parameters = list(parameters)
+        kernels = self._kernels(parameters[0].device if parameters else torch.device("cpu"))
+        return self.torch_class(parameters, lr=lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay, **kernels)
 
-    def _kernels(self) -> dict[str, bool]:
+    def _kernels(self, device: torch.device) -> dict[str, bool]:
         """One kernel launch for all tensors (fused) or one per operation (foreach) instead of a
-        Python loop over tensors: the same update, less overhead per step."""
+        Python loop over tensors: the same update with less overhead per step. ``auto`` takes
+        the fused kernel where torch has one, else foreach on an accelerator; on a CPU the plain
+        loop, which measured faster than foreach there (benchmarks/step_overhead.py)."""
         choice = self.options.kernels
         if choice == "auto":
-            choice = "fused" if "fused" in inspect.signature(self.torch_class).parameters else "foreach"
+            fused = "fused" in inspect.signature(self.torch_class).parameters
+            choice = "fused" if fused else "for-loop" if device.type == "cpu" else "foreach"
         if choice == "fused":
             return {"fused": True}
         return {"foreach": choice == "foreach"}
