@@ -97,3 +97,12 @@ def test_channels_last_trains_a_unet_to_the_same_weights(registries, tmp_path):
     assert conv.is_contiguous(memory_format=torch.channels_last)
     for key, value in plain.method.model.state_dict().items():
         torch.testing.assert_close(last.method.model.state_dict()[key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+@pytest.mark.slow
+def test_compiled_training_pass_trains_to_the_eager_weights(tiny_config, registries, tmp_path):
+    eager = trained(tiny_config("ict", steps=4), registries, tmp_path / "eager")
+    compiled = trained(tiny_config("ict", steps=4, extra=["train.compile=true"]), registries, tmp_path / "compiled")
+    assert compiled.student is not compiled.method.model  # the wrapper, sharing the parameters
+    assert "_orig_mod" not in "".join(compiled.method.state_dict())  # checkpoints keep plain keys
+    assert_close_weights(eager, compiled)
