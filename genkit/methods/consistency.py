@@ -18,7 +18,7 @@ from torch import nn
 from genkit.components import BuildContext, Curriculum, Method, NoiseSchedule, Teacher
 from genkit.maths import ConsistencyFunction, PerSampleNoise, as_column, conditioned, consistency_sample, karras_sigmas
 from genkit.training import rng
-from genkit.training.ema import ema_update
+from genkit.training.ema import AveragePair
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -67,6 +67,7 @@ class ConsistencyTraining(Method):
         self.metric: Metric | None = None
         self._sigmas: tuple | None = None  # ((N, device), levels) of the last step
         self._probabilities: tuple | None = None  # (levels, p(i)) for those levels
+        self._target_pair: AveragePair | None = None
 
     def prepare_training(self) -> None:
         parts, ctx, options = self.ctx.registries, self.ctx, self.options
@@ -117,7 +118,9 @@ class ConsistencyTraining(Method):
 
     def after_step(self, step: int) -> None:
         if self.target is not None:
-            ema_update(self.target, self.model, self.target_rate(step))
+            if self._target_pair is None:
+                self._target_pair = AveragePair(self.target, self.model)
+            self._target_pair.update(self.target_rate(step))
 
     def multistep_sigmas(self, steps: int, levels: Sequence[float] | None = None) -> list[float]:
         """The steps - 1 intermediate levels: the first of ``levels`` when given, else of

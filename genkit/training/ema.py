@@ -8,29 +8,33 @@ import torch
 from torch import nn
 
 
-@torch.no_grad()
-def ema_update(averaged: nn.Module, online: nn.Module, rate: float) -> None:
-    """averaged <- rate * averaged + (1 - rate) * online for parameters; buffers are copied."""
-    torch._foreach_lerp_(list(averaged.parameters()), list(online.parameters()), 1 - rate)  # one call, not one per tensor
-    for mean, value in zip(averaged.buffers(), online.buffers()):
-        mean.copy_(value)
+class AveragePair:
+    """An averaged module and the online module it follows, their tensors listed once: walking
+    the modules every step costs more than the update itself for a small network."""
+
+    def __init__(self, averaged: nn.Module, online: nn.Module):
+        self.online = online
+        self.means, self.values = list(averaged.parameters()), list(online.parameters())
+        self.mean_buffers, self.buffers = list(averaged.buffers()), list(online.buffers())
+
+    @torch.no_grad()
+    def update(self, rate: float) -> None:
+        """averaged <- rate * averaged + (1 - rate) * online, in one foreach call; buffers copied."""
+        torch._foreach_lerp_(self.means, self.values, 1 - rate)
+        for mean, value in zip(self.mean_buffers, self.buffers):
+            mean.copy_(value)
 
 
 class EMA:
     def __init__(self, model: nn.Module, rate: float):
         self.rate = rate
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        self._tensors: tuple | None = None  # (online module, tensor lists): walking modules each step costs
+        self._pair: AveragePair | None = None
 
-    @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        if self._tensors is None or self._tensors[0] is not model:
-            self._tensors = (model, list(self.model.parameters()), list(model.parameters()),
-                             list(self.model.buffers()), list(model.buffers()))
-        _, means, values, mean_buffers, buffers = self._tensors
-        torch._foreach_lerp_(means, values, 1 - self.rate)
-        for mean, value in zip(mean_buffers, buffers):
-            mean.copy_(value)
+        if self._pair is None or self._pair.online is not model:
+            self._pair = AveragePair(self.model, model)
+        self._pair.update(self.rate)
 
     def state_dict(self) -> dict:
         return self.model.state_dict()
