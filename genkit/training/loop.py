@@ -238,13 +238,14 @@ class Trainer:
         for start in starts:
             rows = slice(start, start + chunk)
             last = start == starts[-1]
-            with self.speed.accumulating(self.student, last), self.speed.autocast():
-                loss, chunk_logs = self.method.loss(
-                    batch[rows], self.step, None if labels is None else labels[rows],
-                    {key: value[rows] for key, value in draws.items()} or None,
-                )
             share = len(batch[rows]) / size
-            self.speed.backward(loss.float() * share)
+            with self.speed.accumulating(last):  # DDP decides at the forward pass whether to reduce
+                with self.speed.autocast():
+                    loss, chunk_logs = self.method.loss(
+                        batch[rows], self.step, None if labels is None else labels[rows],
+                        {key: value[rows] for key, value in draws.items()} or None,
+                    )
+                self.speed.backward(loss.float() * share)
             total += loss.detach().float() * share
             _accumulate_logs(logs, chunk_logs, share)
         return total, logs

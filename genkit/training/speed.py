@@ -54,7 +54,7 @@ class TrainingSpeed:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def accumulating(self, student: nn.Module, last: bool):
+    def accumulating(self, last: bool):
         """DDP reduces gradients on the last microbatch only; earlier ones just accumulate."""
         return nullcontext() if last or self.ddp is None else self.ddp.no_sync()
 
