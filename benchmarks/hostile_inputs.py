@@ -103,6 +103,18 @@ def cases(work: Path, run: Path) -> list[tuple[str, list[str], callable]]:
         ("bench --seeds 0", ["bench", "cd-vs-ict", "--seeds", "0"], nothing),
         ("bench misspelled part", ["bench", "cd-vs-ict", "--dry-run", "--set", "overrides.methods.ict.loss=hubr"], nothing),
         ("bench fixed key overridden", ["bench", "cd-vs-ict", "--dry-run", "--set", "overrides.train.steps=5"], nothing),
+        ("--set precision=fp8", [*train, "--set", "train.precision='fp8'"], nothing),
+        ("--set microbatch=-1", [*train, "--set", "train.microbatch=-1"], nothing),
+        ("--set keep_snapshots=-2", [*train, "--set", "train.keep_snapshots=-2"], nothing),
+        ("unknown logger", [*train, "--set", "train.loggers=['wandbb']"], nothing),
+        ("unknown optimizer kernels", [*train, "--set", "train.optimizer.kernels='cuda'"], nothing),
+        ("curves of a missing folder", ["curves", str(work / "nope")], nothing),
+        ("curves of a folder that is no run", ["curves", str(notes)], nothing),
+        ("export in an unknown format", ["export", str(run), "--format", "onnx"], nothing),
+        ("export of a missing folder", ["export", str(work / "nope")], nothing),
+        ("export of a zero-byte checkpoint", ["export", "{run}"], copy("zero-export", lambda r: (r / "checkpoint.pt").write_bytes(b""))),
+        ("new-plugin with a bad name", ["new-plugin", "my plugin!", "--out", str(work / "plugin")], nothing),
+        ("new-plugin into a folder with files", ["new-plugin", "cosine", "--out", str(notes)], nothing),
     ]
     return listed
 

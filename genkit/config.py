@@ -158,7 +158,9 @@ class Layers:
 
     def source_of(self, dotted: str) -> str:
         """The layer that set ``dotted``; for a table, the latest layer that set a key in it (the
-        one that made it what it is); for a key no layer set, the layer of the table around it."""
+        one that made it what it is); for a key no layer set, the layer of the table around it.
+        An item of a list (``train.loggers[0]``) comes from the layer that set the list."""
+        dotted = re.sub(r"\[\d+\]", "", dotted)
         candidates = [key for key in self.origin if key == dotted or key.startswith(dotted + ".")]
         if candidates:
             return self.origin[max(candidates, key=self._order.__getitem__)]

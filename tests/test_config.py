@@ -118,3 +118,8 @@ def test_parse_assignment_needs_an_equals_sign():
 def test_settings_that_would_fail_later_are_refused_up_front(registries, assignment, message):
     with pytest.raises(GenkitError, match=message):
         configuration.load_config(registries, "toy2d", assignments=[assignment])
+
+
+def test_an_error_in_a_list_item_names_the_layer_that_set_the_list(registries):
+    with pytest.raises(GenkitError, match=r"eval.metrics\[1\]: unknown evaluator 'nope'.*\(--set eval.metrics="):
+        configuration.load_config(registries, "toy2d", assignments=["eval.metrics=['swd', 'nope']"])
