@@ -1,6 +1,7 @@
 """Data-parallel training on the CPU (gloo, DistributedDataParallel): a run split across ranks
 matches one process with the same global batch, ranks stay in sync, and checkpoints resume."""
 
+import gc
 import os
 
 import pytest
@@ -77,6 +78,7 @@ def worker(rank: int, world_size: int, rendezvous: str, folder: str, steps: int,
     registries = table_registries() if table else None
     weights = train_weights(folder, steps, extra, until, resume, registries)
     torch.save(weights, f"{folder}/rank{rank}.pt")
+    gc.collect()  # the trainer's modules form reference cycles: free them before the group goes
     torch.distributed.destroy_process_group()
 
 
@@ -139,6 +141,7 @@ def bench_worker(rank: int, world_size: int, rendezvous: str, out: str) -> None:
             "--set", "curve_every=0", "--set", "overrides.network.width=16", "--set", "overrides.train.device='cpu'", "--out", out]
     result = CliRunner().invoke(build_app(), args)
     assert result.exit_code == 0, result.output
+    gc.collect()
     torch.distributed.destroy_process_group()
 
 

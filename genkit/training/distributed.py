@@ -9,6 +9,7 @@ ranks agree on N(k). Rank 0 writes the run folder.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -63,8 +64,10 @@ class Distributed:
         if not self.enabled:
             return model
         ids = [device.index] if device.type == "cuda" else None
-        # no buffers to keep in sync (no batch norm), and every parameter takes part in the loss
-        return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+        # no buffers to keep in sync at each forward pass (no batch norm); the option's name
+        # changed in recent torch versions
+        named = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters else "broadcast_buffers"
+        return DistributedDataParallel(model, device_ids=ids, **{named: False})
 
     def mean(self, value: torch.Tensor) -> torch.Tensor:
         if not self.enabled:

@@ -75,6 +75,11 @@ class Trainer:
         loggers, self.loggers = getattr(self, "loggers", []), []
         for logger in loggers:
             logger.close()
+        if getattr(getattr(self, "speed", None), "ddp", None) is not None:
+            # no DistributedDataParallel may outlive training: one still alive when the process
+            # group is destroyed can abort the process as it exits
+            self.method.use_student(None)
+            self.student, self.speed.ddp = self.method.model, None
 
     def _start(self, resume: bool) -> None:
         config, run, registries = self.config, self.run, self.registries
