@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -130,7 +132,19 @@ def build_app() -> typer.Typer:
 
 def run() -> None:
     show_plugin_warnings_as_lines()
-    build_app()()
+    try:
+        build_app()()
+    finally:
+        leave_process_group()
+
+
+def leave_process_group() -> None:
+    """Under torchrun, destroy the process group a command joined before the process exits
+    (never importing torch for commands that did not)."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        gc.collect()  # models wrapped in DistributedDataParallel go first
+        distributed.destroy_process_group()
 
 
 if __name__ == "__main__":  # torchrun --nproc_per_node=8 -m genkit.cli.main train ...
