@@ -84,9 +84,25 @@ def flat_step(trainer: Trainer, x: torch.Tensor, sigma_hi: torch.Tensor, sigma_l
     loss.backward()
     optimizer.step()
     with torch.no_grad():
+        online, averages = flat_tensors(trainer)
         if target is not None:
-            torch._foreach_lerp_(list(target.parameters()), list(model.parameters()), 0.1)
-        torch._foreach_lerp_(list(trainer.ema.model.parameters()), list(model.parameters()), 1 - trainer.ema.rate)
+            torch._foreach_lerp_(averages["target"], online, 0.1)
+        torch._foreach_lerp_(averages["ema"], online, 1 - trainer.ema.rate)
+
+
+_TENSORS: dict[int, tuple] = {}
+
+
+def flat_tensors(trainer: Trainer) -> tuple[list, dict[str, list]]:
+    """The parameter lists the flat EMA updates use, listed once per trainer (as genkit's EMA
+    does), so walking the modules is not charged to the flat side."""
+    if id(trainer) not in _TENSORS:
+        target = getattr(trainer.method, "target", None)
+        averages = {"ema": list(trainer.ema.model.parameters())}
+        if target is not None:
+            averages["target"] = list(target.parameters())
+        _TENSORS[id(trainer)] = (list(trainer.method.model.parameters()), averages)
+    return _TENSORS[id(trainer)]
 
 
 def timed(function, repeats: int) -> float:

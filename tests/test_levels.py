@@ -111,23 +111,24 @@ def test_explicit_levels_are_checked():
 # ----------------------------------------------------------------------------- on a trained run
 
 
+def train_tiny(tmp_path_factory, method: str, steps: int):
+    """A run of the tiny toy2d config in a folder of its own."""
+    registries = plugins.registries()
+    config = configuration.load_config(registries, "toy2d", assignments=TINY, flags={"method": method, "train.steps": steps})
+    folder = tmp_path_factory.mktemp("levels") / method
+    Trainer(config, RunFolder(folder), registries).train()
+    return folder
+
+
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     """iCT on toy2d, 20 steps of the tiny config (the same for every test of this module)."""
-    registries = plugins.registries()
-    config = configuration.load_config(registries, "toy2d", assignments=TINY, flags={"method": "ict", "train.steps": 20})
-    folder = tmp_path_factory.mktemp("levels") / "ict"
-    Trainer(config, RunFolder(folder), registries).train()
-    return folder
+    return train_tiny(tmp_path_factory, "ict", 20)
 
 
 @pytest.fixture(scope="module")
 def edm_run(tmp_path_factory):
-    registries = plugins.registries()
-    config = configuration.load_config(registries, "toy2d", assignments=TINY, flags={"method": "edm", "train.steps": 3})
-    folder = tmp_path_factory.mktemp("levels") / "edm"
-    Trainer(config, RunFolder(folder), registries).train()
-    return folder
+    return train_tiny(tmp_path_factory, "edm", 3)
 
 
 def test_levels_give_the_samples_of_multistep_sigmas_set_to_them(toy_run, tmp_path):
