@@ -69,6 +69,13 @@ def assert_same_tensors(a: dict, b: dict) -> None:
         assert torch.equal(a[key], b[key]), key
 
 
+def assert_close_tensors(a: dict, b: dict, rtol: float = 1e-5, atol: float = 1e-6) -> None:
+    """The same keys, and tensors equal to float tolerance (runs that split the work differently)."""
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=rtol, atol=atol, msg=key)
+
+
 def assert_one_line_error(result, *fragments) -> None:
     """A CLI result that failed with one line starting 'error:' (the last line printed), no
     traceback, and every fragment in that line."""

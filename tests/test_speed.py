@@ -10,7 +10,7 @@ import torch
 from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder
 
-from conftest import assert_same_tensors, straight_and_resumed
+from conftest import assert_close_tensors, assert_same_tensors, straight_and_resumed
 
 
 def trained(config, registries, folder) -> Trainer:
@@ -20,9 +20,7 @@ def trained(config, registries, folder) -> Trainer:
 
 
 def assert_close_weights(a: Trainer, b: Trainer) -> None:
-    one, other = a.method.model.state_dict(), b.method.model.state_dict()
-    for key in one:
-        torch.testing.assert_close(one[key], other[key], rtol=1e-5, atol=1e-6, msg=key)
+    assert_close_tensors(a.method.model.state_dict(), b.method.model.state_dict())
 
 
 @pytest.mark.parametrize("method", ["ict", "ct", "edm"])
