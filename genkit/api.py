@@ -114,7 +114,7 @@ def load(run: str | Path, device: str | torch.device | None = None) -> Model:
 
 
 def train(
-    config: str | Path | dict | configuration.Config = "toy2d",
+    config: str | Path | dict | configuration.Config | None = None,
     out: str | Path | None = None,
     *,
     resume: bool = False,
@@ -123,7 +123,7 @@ def train(
 ) -> Model:
     """Train a run and return it loaded. ``config`` is a preset name, a TOML file, a dict of
     config values or a Config; ``overrides`` layer over it (``method="cd"``, ``train__steps=500``,
-    ``steps=500`` for short). ``resume=True`` continues the run in ``out`` (``steps=N`` extends it)."""
+    ``steps=500`` for short); None: the default preset. ``resume=True`` continues the run in ``out`` (``steps=N`` extends it)."""
     from genkit.training.loop import Trainer
 
     registries = plugins.registries()
@@ -133,7 +133,8 @@ def train(
             raise GenkitError("resume=True continues the run in `out` with its saved config; only steps may change")
         run, run_config = resumable_run(out, registries, steps=next(iter(overrides.values()), None))
     else:
-        layers = layers_of(config)
+        config = configuration.default_preset(registries) if config is None else config
+        layers = layers_of(config, registries)
         for key, value in overrides.items():
             dotted = "train.steps" if key == "steps" else key.replace("__", ".")
             layers.add(configuration.nest(dotted, value), f"genkit.train({key}=...)")
@@ -142,14 +143,14 @@ def train(
     return load(run.path)
 
 
-def layers_of(config: str | Path | dict | configuration.Config) -> configuration.Layers:
+def layers_of(config: str | Path | dict | configuration.Config, registries) -> configuration.Layers:
     layers = configuration.Layers()
     if isinstance(config, configuration.Config):
         layers.add(config.to_dict(), "the Config given")
     elif isinstance(config, dict):
         layers.add(config, "the dict given")
     else:
-        layers.add(configuration.read_toml(configuration.preset_path(str(config))), f"preset {config}")
+        layers.add(configuration.read_toml(configuration.preset_path(str(config), registries)), f"preset {config}")
     return layers
 
 

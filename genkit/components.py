@@ -140,6 +140,9 @@ class Method(nn.Module):
     model: nn.Module
     # the option `--teacher RUN` sets, dotted below methods.NAME (e.g. "teacher.run"); None: no teacher
     teacher_run_key: str | None = None
+    # What its sampler can do, declared so that callers need not recognise a method by name:
+    takes_levels: bool = False  # sample(..., levels=[...]): multistep consistency sampling at chosen levels
+    sampler: str = "its own sampler"  # in messages: what sample() runs and what its ``steps`` count
 
     def prepare_training(self) -> None:
         """Build what only training needs (loss, teacher, ...); called by the Trainer before the

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +18,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from genkit.errors import GenkitError
+from genkit.kinds import CORE_KINDS, training_only
 from genkit.schema import (
     Check,
     Component,
@@ -61,8 +61,8 @@ class TrainConfig:
     steps: int = option(5000, "optimizer steps; also K, the curriculum's horizon", positive)
     batch_size: int = option(512, "global batch size (split across processes under torchrun)", positive)
     lr: float = option(1e-4, "peak learning rate; lr_schedule scales it per step", positive)
-    optimizer: Component = part("optimizers", "radam", "optimizer and its options (betas, eps, weight_decay)")
-    lr_schedule: Component = part("lr_schedules", "constant", "learning-rate factor per step: constant or warmup")
+    optimizer: Component = part("optimizers", None, "optimizer and its options (betas, eps, weight_decay); unset: the one a plugin declares the default")
+    lr_schedule: Component = part("lr_schedules", None, "learning-rate factor per step (e.g. constant, warmup); unset: the one a plugin declares the default")
     grad_clip: float = option(0.0, "max gradient norm; 0 disables clipping", non_negative)
     ema_rate: float = option(0.999, "EMA of the weights used for evaluation and sampling", unit_interval)
     log_every: int = option(100, "steps between lines of metrics.jsonl", positive)
@@ -203,29 +203,36 @@ def parse_assignment(text: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- presets
 
 
-def preset_names(package: str = "genkit") -> list[str]:
-    """The TOML presets shipped in ``package``'s ``presets`` folder."""
-    folder = resources.files(package) / "presets"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+def preset_names(registries, kind: str = "presets") -> list[str]:
+    """The presets plugins registered (``register_presets``, or another kind of preset)."""
+    return registries[kind].names()
 
 
-def preset_path(name: str, package: str = "genkit", what: str = "preset") -> Path:
-    """A preset shipped in ``package`` by name, or a user's own TOML file by path."""
+def preset_path(name: str, registries, kind: str = "presets") -> Path:
+    """A registered preset by name, or a user's own TOML file by path."""
+    singular = registries[kind].singular
     candidate = Path(name)
     if candidate.suffix == ".toml":
         if not candidate.is_file():
-            raise GenkitError(f"{what} file not found: {candidate}")
+            raise GenkitError(f"{singular} file not found: {candidate}")
         return candidate
-    path = Path(str(resources.files(package) / "presets" / f"{name}.toml"))
-    if not path.is_file():
-        raise GenkitError(f"unknown {what} '{name}'; built-in: {', '.join(preset_names(package))} (or pass a .toml file)")
-    return path
+    if name not in registries[kind]:
+        known = ", ".join(preset_names(registries, kind)) or "none"
+        raise GenkitError(f"unknown {singular} '{name}'; registered: {known} (or pass a .toml file)")
+    return Path(registries[kind].get(name))
+
+
+def default_preset(registries) -> str:
+    """The preset a plugin declared the default, for commands given none."""
+    if not registries.presets.default:
+        raise GenkitError("no preset given and no plugin declares a default one: pass a preset name or a .toml file")
+    return registries.presets.default
 
 
 # ----------------------------------------------------------------------------- validation
 
 # Kinds a finished run can be rebuilt without, to sample it: only training builds them.
-TRAINING_ONLY = frozenset({"losses", "curricula", "noise_schedules", "teachers", "optimizers", "lr_schedules", "loggers"})
+TRAINING_ONLY = training_only(CORE_KINDS)
 
 
 def parser(layers: Layers, registries, lenient: frozenset[str] = frozenset()) -> Parser:
@@ -284,6 +291,7 @@ def _check_multistep_sigmas(taus: list[float], noise: NoiseConfig) -> None:
 
 
 def config_layers(
+    registries,
     preset: str | None = None,
     config_file: str | Path | None = None,
     assignments: list[str] = (),
@@ -292,7 +300,7 @@ def config_layers(
     """The layers in precedence order: preset < --config < --set < flags (None flags are skipped)."""
     layers = Layers()
     if preset is not None:
-        layers.add(read_toml(preset_path(preset)), f"preset {preset}")
+        layers.add(read_toml(preset_path(preset, registries)), f"preset {preset}")
     if config_file is not None:
         layers.add(read_toml(config_file), str(config_file))
     for text in assignments:
@@ -311,7 +319,7 @@ def load_config(
     flags: dict[str, Any] | None = None,
 ) -> Config:
     """Merge the layers in precedence order and validate them."""
-    return resolve(config_layers(preset, config_file, assignments, flags), registries)
+    return resolve(config_layers(registries, preset, config_file, assignments, flags), registries)
 
 
 def nest(dotted: str, value: Any) -> dict[str, Any]:

@@ -20,9 +20,10 @@ from typing import Any, Callable, Iterator
 
 import pluggy
 
-from genkit import hookspecs
 from genkit.errors import GenkitError
-from genkit.registry import KINDS, SINGULAR, Registries
+from genkit.hookspecs import CoreHooks, specs_of
+from genkit.kinds import CORE_KINDS, Kind
+from genkit.registry import Registries
 
 GROUP = "genkit"
 ENV_VAR = "GENKIT_PLUGINS"
@@ -83,14 +84,24 @@ class PluginSet:
 
     def __init__(self):
         self.manager = pluggy.PluginManager("genkit")
-        self.manager.add_hookspecs(hookspecs)
+        self.manager.add_hookspecs(CoreHooks)
+        self.kinds: dict[str, Kind] = {kind.name: kind for kind in CORE_KINDS}
         self.info: dict[str, PluginInfo] = {}
         self.registries = Registries()
+
+    def declare_kinds(self, plugin: Any) -> None:
+        """The kinds a plugin declares (``genkit_kinds``) get their hooks before any plugin is
+        checked against them, so the plugins that extend a kind may load before its owner."""
+        for kind in getattr(plugin, "genkit_kinds", ()):
+            if kind.name not in self.kinds:
+                self.kinds[kind.name] = kind
+                self.manager.add_hookspecs(specs_of([kind]))
 
     def add(self, plugin: Any, name: str, *, builtin: bool = False, version: str = "", distribution: str = "") -> bool:
         """Register one plugin object; a misspelled hook unregisters it with a warning."""
         module = getattr(plugin, "__name__", type(plugin).__name__)
         self.info[name] = PluginInfo(name, module, builtin, version, distribution)
+        self.declare_kinds(plugin)
         self.manager.register(plugin, name=name)
         try:
             self.manager.check_pending()
@@ -105,6 +116,7 @@ class PluginSet:
         allowed = _allowed_third_party()
         found = entry_points()
         _warn_missing(allowed, found)
+        imported = []
         for entry_point in found:
             builtin = _is_builtin(entry_point)
             if not builtin and allowed is not None and entry_point.name not in allowed:
@@ -118,6 +130,9 @@ class PluginSet:
                 self.info[entry_point.name] = PluginInfo(entry_point.name, entry_point.value, builtin, *_package(entry_point), error=message)
                 warnings.warn(f"plugin '{entry_point.name}' {message}", PluginWarning, stacklevel=2)
                 continue
+            self.declare_kinds(plugin)
+            imported.append((entry_point, plugin, builtin))
+        for entry_point, plugin, builtin in imported:
             version, distribution = _package(entry_point)
             self.add(plugin, entry_point.name, builtin=builtin, version=version, distribution=distribution)
 
@@ -125,7 +140,7 @@ class PluginSet:
         """Call every plugin's ``register_*`` hooks, remembering which plugin registered which
         name. A plugin whose hook raises, or that registers a name already taken, is skipped
         whole with a warning; built-in plugins go first, so they keep their names."""
-        self.registries = Registries()
+        self.registries = Registries(tuple(self.kinds.values()))
         names = [n for n in self.info if not self.info[n].error] + [
             n for n, _ in self.manager.list_name_plugin() if n not in self.info
         ]
@@ -135,29 +150,31 @@ class PluginSet:
             except Exception as error:
                 self._skip(plugin_name, f"its hook failed: {type(error).__name__}: {error}")
                 continue
-            taken = next(((k, n) for k, n, _ in entries if n in self.registries[k]), None)
+            taken = next(((k, n) for k, n, _, _ in entries if n in self.registries[k]), None)
             if taken:
                 kind, name = taken
                 first = self.registries[kind].entry(name).plugin
-                self._skip(plugin_name, f"it registers {SINGULAR[kind]} '{name}', which plugin '{first}' already registers")
+                self._skip(plugin_name, f"it registers {self.kinds[kind].singular} '{name}', which plugin '{first}' already registers")
                 continue
-            for kind, name, factory in entries:
+            for kind, name, factory, default in entries:
                 self.registries[kind].add(name, factory, plugin=plugin_name)
+                if default:
+                    self.registries[kind].set_default(name)
                 if plugin_name in self.info:
                     self.info[plugin_name].registered.setdefault(kind, []).append(name)
         return self.registries
 
-    def _entries_of(self, plugin_name: str) -> list[tuple[str, str, Callable]]:
-        """What one plugin's hooks register, as (kind, name, factory); a name twice is an error."""
-        entries: list[tuple[str, str, Callable]] = []
-        for kind in KINDS:
-            for impl in getattr(self.manager.hook, f"register_{kind}").get_hookimpls():
+    def _entries_of(self, plugin_name: str) -> list[tuple[str, str, Callable, bool]]:
+        """What one plugin's hooks register, as (kind, name, factory, default); a name twice is an error."""
+        entries: list[tuple[str, str, Callable, bool]] = []
+        for kind in self.kinds.values():
+            for impl in getattr(self.manager.hook, kind.hook).get_hookimpls():
                 if impl.plugin_name == plugin_name:
-                    impl.function(lambda name, factory, kind=kind: entries.append((kind, name, factory)))
-        seen = [(kind, name) for kind, name, _ in entries]
+                    impl.function(lambda name, factory, default=False, kind=kind.name: entries.append((kind, name, factory, default)))
+        seen = [(kind, name) for kind, name, _, _ in entries]
         repeated = next((pair for pair in seen if seen.count(pair) > 1), None)
         if repeated:
-            raise GenkitError(f"{SINGULAR[repeated[0]]} '{repeated[1]}' is registered twice")
+            raise GenkitError(f"{self.kinds[repeated[0]].singular} '{repeated[1]}' is registered twice")
         return entries
 
     def _skip(self, plugin_name: str, reason: str) -> None:

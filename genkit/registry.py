@@ -7,24 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from genkit.errors import GenkitError
-
-# kind -> what one component of it is called in messages
-SINGULAR = {
-    "networks": "network",
-    "losses": "loss",
-    "noise_schedules": "noise schedule",
-    "curricula": "curriculum",
-    "teachers": "teacher",
-    "methods": "method",
-    "datasets": "dataset",
-    "evaluators": "evaluator",
-    "optimizers": "optimizer",
-    "lr_schedules": "learning-rate schedule",
-    "edit_tasks": "editing task",
-    "loggers": "logger",
-}
-KINDS = tuple(SINGULAR)
-
+from genkit.kinds import CORE_KINDS, Kind
+from genkit.schema import Component, build
 
 @dataclass(frozen=True)
 class Entry:
@@ -36,17 +20,26 @@ class Entry:
 class Registry:
     """Named factories of one kind; duplicate names and unknown names are errors."""
 
-    def __init__(self, kind: str):
-        self.kind = kind
+    def __init__(self, kind: Kind | str):
+        if isinstance(kind, str):  # a core kind by name
+            kind = next(k for k in CORE_KINDS if k.name == kind)
+        self.kind = kind.name
+        self.singular = kind.singular
         self._entries: dict[str, Entry] = {}
+        self.default: str | None = None  # the name a plugin declared the default (None: none)
 
     def add(self, name: str, factory: Callable[..., Any], plugin: str = "?") -> None:
         if name in self._entries:
             first = self._entries[name].plugin
             raise GenkitError(
-                f"{SINGULAR[self.kind]} '{name}' is registered twice: by plugin '{first}' and by plugin '{plugin}'"
+                f"{self.singular} '{name}' is registered twice: by plugin '{first}' and by plugin '{plugin}'"
             )
         self._entries[name] = Entry(name, factory, plugin)
+
+    def set_default(self, name: str) -> None:
+        """The component used where the config names none of this kind (the first declared stays)."""
+        if self.default is None:
+            self.default = name
 
     def entry(self, name: str) -> Entry:
         if name not in self._entries:
@@ -58,15 +51,13 @@ class Registry:
 
     def build(self, component: Any, ctx: Any = None) -> Any:
         """Build a ``Component`` (name and options, as config holds it) or a bare name with defaults."""
-        from genkit.schema import Component, build
-
         if isinstance(component, str):
             component = Component(component)
         return build(self, component, ctx)
 
     def _unknown_message(self, name: str) -> str:
         known = sorted(self._entries)
-        message = f"unknown {SINGULAR[self.kind]} '{name}'"
+        message = f"unknown {self.singular} '{name}'"
         close = difflib.get_close_matches(name, known, n=1)
         if close:
             message += f" (did you mean '{close[0]}'?)"
@@ -86,13 +77,18 @@ class Registry:
 
 
 class Registries:
-    """One registry per kind, reachable as attributes: ``registries.methods.get("ict")``."""
+    """One registry per kind, reachable as attributes: ``registries.methods.get("ict")``; the
+    core's kinds always, a plugin's own kinds once that plugin is loaded."""
 
-    def __init__(self):
-        for kind in KINDS:
-            setattr(self, kind, Registry(kind))
+    def __init__(self, kinds: tuple[Kind, ...] = CORE_KINDS):
+        self.kinds = {kind.name: kind for kind in kinds}
+        for kind in kinds:
+            setattr(self, kind.name, Registry(kind))
 
     def __getitem__(self, kind: str) -> Registry:
-        if kind not in KINDS:
+        if kind not in self.kinds:
             raise KeyError(kind)
         return getattr(self, kind)
+
+    def __contains__(self, kind: str) -> bool:
+        return kind in self.kinds

@@ -218,11 +218,16 @@ class Parser:
             value = {"name": value.name, **(to_plain(value.options) or {})}
         if isinstance(value, str):
             value = {"name": value}
+        default = self.registries[kind].default if self.registries else None
+        if value is None and default:  # the config names none: the one a plugin declared the default
+            value = {"name": default}
+        if isinstance(value, dict) and "name" not in value and default:
+            value = {"name": default, **value}
         if value is None or (isinstance(value, dict) and "name" not in value):
             known = ", ".join(self.registries[kind].names()) if self.registries else ""
-            raise self.error(f"{dotted}.name", f"is not set: choose a registered {_singular(kind)}" + (f" ({known})" if known else ""))
+            raise self.error(f"{dotted}.name", f"is not set: choose a registered {self._singular(kind)}" + (f" ({known})" if known else ""))
         if not isinstance(value, dict) or not isinstance(value["name"], str):
-            raise self.error(dotted, f"must name a registered {_singular(kind)}, got {value!r}")
+            raise self.error(dotted, f"must name a registered {self._singular(kind)}, got {value!r}")
         options = dict(value)
         name = options.pop("name")
         registry = self.registries[kind]
@@ -233,6 +238,9 @@ class Parser:
         except GenkitError as error:
             raise GenkitError(f"{dotted}: {error}{self.where(dotted)}") from None
         return Component(name, self.options(factory, options, dotted))
+
+    def _singular(self, kind: str) -> str:
+        return self.registries[kind].singular if self.registries and kind in self.registries else kind
 
     def options(self, factory: Any, values: dict[str, Any], prefix: str) -> Any:
         """A factory's options from a table: its ``Config`` dataclass, or None when it takes none."""
@@ -263,10 +271,6 @@ def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
-def _singular(kind: str) -> str:
-    from genkit.registry import SINGULAR
-
-    return SINGULAR.get(kind, kind)
 
 
 def build(registry, component: Component, ctx: Any = None, prefix: str | None = None) -> Any:

@@ -347,10 +347,10 @@ def test_resume_with_more_steps_extends_a_finished_run(registries, tmp_path):
 def test_teacher_flag_sets_the_option_the_method_declares(registries, tmp_path):
     from genkit.api import add_teacher
 
-    layers = configuration.config_layers("toy2d", flags={"method": "cd"})
+    layers = configuration.config_layers(registries, "toy2d", flags={"method": "cd"})
     add_teacher(layers, registries, tmp_path / "edm")
     assert layers.data["methods"]["cd"]["teacher"]["run"] == str(tmp_path / "edm")
-    layers = configuration.config_layers("toy2d", flags={"method": "ict"})
+    layers = configuration.config_layers(registries, "toy2d", flags={"method": "ict"})
     with pytest.raises(GenkitError, match="--teacher: method 'ict' takes no teacher run"):
         add_teacher(layers, registries, tmp_path / "edm")
 

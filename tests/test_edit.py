@@ -12,7 +12,7 @@ import genkit
 from genkit import config as configuration
 from genkit.errors import GenkitError
 from genkit.maths import PerSampleNoise, consistency_sample
-from genkit.maths.editing import Replacement, edit_sample, identity, luminance_basis, patch_basis, slerp
+from genkit_edit.maths import Replacement, edit_sample, identity, luminance_basis, patch_basis, slerp
 from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder
 

@@ -176,7 +176,7 @@ def test_bad_levels_are_one_line_errors(toy_run, args, message):
 
 
 def test_edm_takes_no_levels(edm_run):
-    message = "levels apply to consistency sampling; EDM's --steps counts Heun levels"
+    message = "levels apply to consistency sampling; method 'edm' samples with EDM's Heun sampler, whose steps count its noise levels"
     assert_one_line_error(invoke("sample", edm_run, "--levels", "1.3,0.4", "--num", "10"), message)
     assert_one_line_error(invoke("sample", edm_run, "--steps", "3", "--levels", "search", "--num", "10"), message)
     with pytest.raises(GenkitError, match=message):

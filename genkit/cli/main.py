@@ -84,14 +84,16 @@ def plugins_command(as_json: Annotated[bool, typer.Option("--json", help="Print 
 @config_app.command("show")
 @handles_user_errors
 def config_show(
-    preset: Annotated[str, typer.Argument(help="A built-in preset name or a TOML file.")] = "toy2d",
+    preset: Annotated[Optional[str], typer.Argument(help="A registered preset's name or a TOML file (default: the plugins' default preset).")] = None,
     method: Annotated[Optional[str], typer.Option(help="Training method.")] = None,
     config_file: ConfigOption = None,
     assignments: SetOption = [],
 ) -> None:
     """Print the fully resolved configuration of a preset as TOML."""
-    layers = configuration.config_layers(preset, config_file, assignments, flags={"method": method})
-    resolved = configuration.resolve(layers, plugins.registries())
+    registries = plugins.registries()
+    preset = preset or configuration.default_preset(registries)
+    layers = configuration.config_layers(registries, preset, config_file, assignments, flags={"method": method})
+    resolved = configuration.resolve(layers, registries)
     notes = "".join(f"# note: {line}\n" for line in layers.hidden)
     print(notes + configuration.to_toml(resolved.to_dict()), end="")
 
@@ -99,9 +101,11 @@ def config_show(
 @config_app.command("presets")
 @handles_user_errors
 def config_presets() -> None:
-    """List the built-in presets."""
-    for name in configuration.preset_names():
-        console.print(name)
+    """List the registered presets (the default one marked)."""
+    registries = plugins.registries()
+    for name in configuration.preset_names(registries):
+        plugin = registries.presets.entry(name).plugin
+        console.print(f"{name}  [dim]({plugin}{', default' if name == registries.presets.default else ''})[/]")
 
 
 from genkit.cli import eval_command, run_commands  # noqa: E402  (register train, sample and eval on ``app``)

@@ -25,7 +25,7 @@ from genkit.training.loop import Trainer
 @handles_user_errors
 def train(
     method: Annotated[Optional[str], typer.Option(help="Training method, e.g. ict, ct, cd, edm.")] = None,
-    preset: Annotated[str, typer.Option(help="Built-in preset name or a TOML file.")] = "toy2d",
+    preset: Annotated[Optional[str], typer.Option(help="A registered preset's name or a TOML file (default: the plugins' default preset).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Training steps (overrides train.steps; with --resume, extends the run).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/METHOD-PRESET, numbered if taken).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
@@ -45,7 +45,8 @@ def train(
         run, config = resumable_run(out, registries, steps)
     else:
         flags = {"method": method, "train.steps": steps, "seed": seed, "train.device": device}
-        layers = configuration.config_layers(preset, config_file, assignments, flags)
+        preset = preset or configuration.default_preset(registries)
+        layers = configuration.config_layers(registries, preset, config_file, assignments, flags)
         config, run = new_run(layers, registries, out, teacher, Path(preset).stem)
     out = run.path
     trainer = Trainer(config, run, registries, resume=resume)

@@ -22,7 +22,7 @@ import torch
 
 from genkit.errors import GenkitError
 from genkit.schema import to_plain
-from genkit.evaluation.scoring import build_evaluators, draw_samples, sampler_takes_levels
+from genkit.evaluation.scoring import build_evaluators, draw_samples
 
 CACHE_FILE = "levels.json"
 SCALE = "log"  # the search runs on ln(tau)
@@ -141,16 +141,10 @@ def parse_levels(text: str) -> list[float] | str:
         raise GenkitError(f"--levels takes descending numbers separated by commas (1.3,0.4) or 'search', got '{text}'") from None
 
 
-def levels_error(method_name: str) -> GenkitError:
-    if method_name == "edm":
-        return GenkitError("levels apply to consistency sampling; EDM's --steps counts Heun levels")
-    return GenkitError(f"levels apply to consistency sampling; method '{method_name}' samples without them")
-
-
 def require_consistency_sampler(built) -> None:
-    """Levels are refused for a method whose sampler takes none (EDM's Heun)."""
-    if not sampler_takes_levels(built.method):
-        raise levels_error(built.config.method)
+    """Levels are refused for a method whose sampler takes none (it declares what it runs)."""
+    if not built.method.takes_levels:
+        raise GenkitError(f"levels apply to consistency sampling; method '{built.config.method}' samples with {built.method.sampler}")
 
 
 # ----------------------------------------------------------------------------- on a trained model

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Sequence
 
 import torch
@@ -34,8 +33,8 @@ def draw_samples(method, model, num: int, steps: int | None, seed: int = 0, batc
     order, so the samples are the same as one process draws; the other ranks get None."""
     extra = {}
     if levels is not None:
-        if not sampler_takes_levels(method):
-            raise GenkitError(f"levels apply to consistency sampling; {type(method).__name__}'s sampler takes none")
+        if not method.takes_levels:
+            raise GenkitError(f"levels apply to consistency sampling; {type(method).__name__} samples with {method.sampler}")
         extra["levels"] = list(levels)
     seeds = sample_seeds(seed, num)
     if dist is None or not dist.enabled:
@@ -61,14 +60,6 @@ def _draw(method, model, seeds: range, steps: int | None, batch_size: int, devic
             labels = noise.randint(label_dim) if label is None else torch.full((len(noise),), label, device=device)
         chunks.append(method.sample(model, noise, steps, labels, **extra).cpu())
     return torch.cat(chunks) if chunks else torch.empty(0)
-
-
-def sampler_takes_levels(method) -> bool:
-    """Whether ``method.sample`` takes ``levels`` (consistency sampling does; EDM's Heun does not)."""
-    try:
-        return "levels" in inspect.signature(method.sample).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def score(samples: torch.Tensor, reference: torch.Tensor, evaluators: dict) -> dict[str, float]:

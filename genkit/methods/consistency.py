@@ -50,6 +50,9 @@ class ConsistencyTraining(Method):
     from ``target_rate``, which subclasses with an EMA target override.
     """
 
+    takes_levels = True
+    sampler = "consistency sampling, one network call per step"
+
     def __init__(self, options, ctx: BuildContext, network: nn.Module, has_target: bool = False):
         super().__init__()
         self.options = options

@@ -1,7 +1,27 @@
 """Benchmarks: ``genkit bench cd-vs-ict`` trains an EDM teacher, CD from it, iCT and CT under one
 budget per seed, scores every model at 1 and 2 steps and writes a table, JSON and a report."""
 
+from importlib import resources
+from pathlib import Path
+
 from genkit.hookspecs import hookimpl
+from genkit.kinds import Kind
+
+# The kind this plugin owns: any plugin can add a bench preset (``register_bench_presets``).
+genkit_kinds = (
+    Kind(
+        "bench_presets", "bench preset",
+        "Bench presets: ``register(name, path)`` with the path of a TOML file holding one [bench] table "
+        "(`genkit bench run --preset NAME`).",
+    ),
+)
+
+
+@hookimpl
+def register_bench_presets(register):
+    folder = Path(str(resources.files(__name__) / "presets"))
+    for path in sorted(folder.glob("*.toml")):
+        register(path.stem, path, default=path.stem == "toy2d")
 
 
 @hookimpl

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from genkit import config as configuration
+from genkit import plugins
 from genkit.errors import GenkitError
 from genkit.schema import to_plain
 
@@ -91,12 +92,12 @@ class BenchSpec:
 
 
 def preset_names() -> list[str]:
-    return configuration.preset_names("genkit_bench")
+    return configuration.preset_names(plugins.registries(), "bench_presets")
 
 
 def preset_path(name: str) -> Path:
-    """A built-in bench preset by name, or a user's own TOML file by path."""
-    return configuration.preset_path(name, "genkit_bench", what="bench preset")
+    """A registered bench preset by name, or a user's own TOML file by path."""
+    return configuration.preset_path(name, plugins.registries(), "bench_presets")
 
 
 def load_spec(preset: str, assignments: list[str] = (), seeds: int | None = None) -> BenchSpec:
@@ -268,7 +269,7 @@ def run_layers(
     """The config layers of one run at one seed, lowest precedence first; ``teacher_key`` is the
     option (below methods.METHOD) the method reads its teacher run from."""
     layers = configuration.Layers()
-    layers.add(configuration.read_toml(configuration.preset_path(spec.training_preset)), f"preset {spec.training_preset}")
+    layers.add(configuration.read_toml(configuration.preset_path(spec.training_preset, plugins.registries())), f"preset {spec.training_preset}")
     layers.add(spec.overrides, f"{display_source(spec)}: bench.overrides")
     layers.add(run.overrides, f"{display_source(spec)}: bench.runs.{run.name}.overrides")
     fixed: dict[str, Any] = {

@@ -8,11 +8,22 @@ colorize, superres, stroke, interpolate and denoise, as registered editing tasks
 """
 
 from genkit.hookspecs import hookimpl
+from genkit.kinds import Kind
 
 from genkit_edit.api import EditResult, edit
 from genkit_edit.tasks import TASKS, EditTask
 
 __all__ = ["EditResult", "EditTask", "edit"]
+
+# The kind this plugin owns: other plugins add editing tasks through ``register_edit_tasks``.
+genkit_kinds = (
+    Kind(
+        "edit_tasks", "editing task",
+        "Zero-shot editing tasks: which part of the data is known and how it is put back after each "
+        "denoising step of the multistep sampler (Song et al. 2023, Algorithm 4). Each follows "
+        "``genkit_edit.EditTask``.",
+    ),
+)
 
 
 @hookimpl

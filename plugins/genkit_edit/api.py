@@ -12,7 +12,7 @@ from genkit.config import SEED_LIMIT
 from genkit.errors import GenkitError
 from genkit.evaluation.scoring import sample_seeds
 from genkit.maths import PerSampleNoise, conditioned
-from genkit.maths.editing import edit_sample, interpolate_sample, interpolation_times
+from genkit_edit.maths import edit_sample, interpolate_sample, interpolation_times
 from genkit.schema import Component, Parser, to_plain
 
 from genkit_edit import io

@@ -22,7 +22,7 @@ from typing import Literal, Optional
 import torch
 
 from genkit.errors import GenkitError
-from genkit.maths.editing import (
+from genkit_edit.maths import (
     Replacement,
     channel_transform,
     from_patches,

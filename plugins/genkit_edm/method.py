@@ -16,6 +16,7 @@ from genkit_edm.formulas import edm_loss, heun_levels, lognormal_sigmas
 
 class EDM(Method):
     """The EDM diffusion model (Karras et al. 2022): the teacher CD distils, sampled with Heun."""
+    sampler = "EDM's Heun sampler, whose steps count its noise levels"
     paper = 'Karras, Aittala, Aila & Laine 2022, "Elucidating the Design Space of Diffusion-Based Generative Models", NeurIPS 2022, https://arxiv.org/abs/2206.00364'  # shown in docs/recipes.md
 
     @dataclass

@@ -7,11 +7,11 @@ from genkit_optim.schedules import ConstantRate, Warmup
 
 @hookimpl
 def register_optimizers(register):
-    register("radam", RAdam)
+    register("radam", RAdam, default=True)  # the consistency-models papers' optimizer
     register("adam", Adam)
 
 
 @hookimpl
 def register_lr_schedules(register):
-    register("constant", ConstantRate)
+    register("constant", ConstantRate, default=True)
     register("warmup", Warmup)

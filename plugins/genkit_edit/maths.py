@@ -13,7 +13,6 @@ in ``genkit.maths.sampling``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -204,12 +203,3 @@ def interpolate_sample(
         x = consistency_fn(start, torch.tensor(float(sigma)), **extra)
         frames.append(x.clamp(*clamp) if clamp else x)
     return torch.stack(frames, dim=1)
-
-
-def check_levels(sigmas: Sequence[float], sigma_min: float, sigma_max: float) -> None:
-    """Levels must descend, stay above sigma_min and not exceed sigma_max (ValueError otherwise)."""
-    for sigma in sigmas:
-        if not (sigma_min < sigma <= sigma_max) or not math.isfinite(sigma):
-            raise ValueError(f"noise levels must lie in ({sigma_min}, {sigma_max}], got {sigma}")
-    if any(later >= earlier for earlier, later in zip(sigmas, sigmas[1:])):
-        raise ValueError(f"noise levels must descend, got {list(sigmas)}")
