@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from genkit import docs
+from tools import docs
 
 try:
     import tomllib
@@ -61,7 +61,7 @@ def test_check_names_a_stale_page(tmp_path, capsys):
 
 
 def test_the_recipes_page_has_every_method_with_its_paper_and_every_preset(pages):
-    from genkit import config
+    from genkit import config, plugins
 
     text = pages["docs/recipes.md"]
     papers = {
@@ -72,7 +72,7 @@ def test_the_recipes_page_has_every_method_with_its_paper_and_every_preset(pages
     for method, title in papers.items():
         section = text.split(f"### `{method}`\n", 1)[1].split("\n### ", 1)[0]
         assert f'"{title}"' in section, method
-    for preset in config.preset_names():
+    for preset in config.preset_names(plugins.registries()):
         assert f"### `{preset}`" in text, preset
 
 

@@ -8,7 +8,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from genkit import plugins, scaffold
+from genkit import plugins
+from genkit_devtools import scaffold
 from genkit.cli.main import build_app
 
 from conftest import assert_one_line_error

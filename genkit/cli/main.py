@@ -117,9 +117,6 @@ from genkit.cli import run_tools  # noqa: E402  (genkit curves, genkit export)
 
 run_tools.register(app)
 
-from genkit.cli import new_plugin  # noqa: E402  (genkit new-plugin)
-
-new_plugin.register(app)
 
 
 _plugin_commands_added = False

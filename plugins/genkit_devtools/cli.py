@@ -7,8 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from genkit import scaffold
 from genkit.cli.errors import console, handles_user_errors
+
+from genkit_devtools import scaffold
 
 
 @handles_user_errors
@@ -25,6 +26,3 @@ def new_plugin_command(
     console.print(f"wrote plugin '{name}' ({len(written)} files) to [cyan]{folder}[/]", highlight=False)
     console.print(f"next: cd {folder} && pytest, then pip install -e . and genkit plugins", highlight=False)
 
-
-def register(app: typer.Typer) -> None:
-    app.command("new-plugin")(new_plugin_command)
