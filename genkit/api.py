@@ -21,10 +21,13 @@ import torch
 
 from genkit import config as configuration
 from genkit import plugins
-from genkit.build import TrainedModel, load_trained, pick_device
+from genkit.build import pick_device
+from genkit.trained import TrainedModel, load_trained
 from genkit.config import SEED_LIMIT
 from genkit.errors import GenkitError
 from genkit.evaluation import build_evaluators, data_floor, draw_samples, reference_data, score
+from genkit.evaluation.levels import check_levels, require_consistency_sampler
+from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder, new_run_path
 
 
@@ -84,8 +87,6 @@ class Model:
         sigma_max), steps - 1 of them (steps None: len(levels) + 1); one-line GenkitErrors otherwise."""
         if levels is None:
             return steps, None
-        from genkit.evaluation.levels import check_levels, require_consistency_sampler
-
         require_consistency_sampler(self.trained.built)
         noise = self.config.noise
         levels = check_levels(levels, noise.sigma_min, noise.sigma_max, steps)
@@ -124,8 +125,6 @@ def train(
     """Train a run and return it loaded. ``config`` is a preset name, a TOML file, a dict of
     config values or a Config; ``overrides`` layer over it (``method="cd"``, ``train__steps=500``,
     ``steps=500`` for short); None: the default preset. ``resume=True`` continues the run in ``out`` (``steps=N`` extends it)."""
-    from genkit.training.loop import Trainer
-
     registries = plugins.registries()
     if resume:
         unexpected = set(overrides) - {"steps", "train__steps", "train.steps"}
@@ -165,10 +164,10 @@ def add_teacher(layers: configuration.Layers, registries, teacher: str | Path) -
     """Set the option the chosen method reads its teacher run from (CD: methods.cd.teacher.run)."""
     name = layers.data.get("method")
     if not isinstance(name, str) or not name:
-        raise GenkitError("--teacher needs a method: pass --method")
+        raise GenkitError("`teacher` needs a method: set `method`")
     key = getattr(registries.methods.get(name), "teacher_run_key", None)
     if not key:
-        raise GenkitError(f"--teacher: method '{name}' takes no teacher run")
+        raise GenkitError(f"`teacher`: method '{name}' takes no teacher run")
     layers.add(configuration.nest(f"methods.{name}.{key}", str(teacher)), "--teacher")
 
 
@@ -180,7 +179,7 @@ def new_run(
         add_teacher(layers, registries, teacher)
     config = configuration.resolve(layers, registries)
     if out is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise GenkitError("under torchrun, name the run folder with --out so every process uses the same one")
+        raise GenkitError("under torchrun, name the run folder with `out` so every process uses the same one")
     run = RunFolder(out or new_run_path(Path("runs") / f"{config.method}-{config_name}"))
     run.check_new()  # again under the run's lock when training starts
     return config, run

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from genkit.components import BuildContext, Dataset, Method
-from genkit.config import TRAINING_ONLY, Config
+from genkit.config import Config
 from genkit.errors import GenkitError
 
 
@@ -57,41 +57,3 @@ def build(config: Config, registries, device: torch.device | None = None) -> Bui
         )
     method = registries.methods.get(config.method)(config.method_options, ctx, network)
     return Built(config, ctx, dataset, method.to(device))
-
-
-@dataclass
-class TrainedModel:
-    """A finished (or checkpointed) run, ready to sample: its parts and its EMA weights."""
-
-    built: Built
-    model: torch.nn.Module  # the evaluation (EMA) weights inside the method's wrapper
-    step: int
-    elapsed_s: float
-
-
-def load_trained(run_path, registries, device: torch.device | None = None) -> TrainedModel:
-    """Rebuild a run from its folder (config.toml + checkpoint.pt) with the EMA weights loaded.
-
-    Only the plugins of its dataset, network and method need be installed: the parts only
-    training used (a plugin loss, say) are read without being built.
-    """
-    import copy
-
-    from genkit.training import checkpoint
-    from genkit.training.run import RunFolder
-
-    run = RunFolder(run_path)
-    config = run.read_config(registries, lenient=TRAINING_ONLY | {"evaluators"})
-    device = device or pick_device("auto")
-    built = build(config, registries, device)
-    state = checkpoint.load(run.checkpoint_path, map_location=device)
-    model = copy.deepcopy(built.method.model).eval().requires_grad_(False)
-    difference = checkpoint.mismatch(built.method, state.get("method", {}))
-    if difference:
-        raise GenkitError(f"checkpoint {run.checkpoint_path} does not match {run.config_path}: {difference}")
-    try:
-        built.method.load_state_dict(state["method"])
-        model.load_state_dict(state["ema"])
-    except (KeyError, RuntimeError) as error:
-        raise GenkitError(f"checkpoint {run.checkpoint_path} does not match {run.config_path}: {checkpoint.first_line(error)}") from None
-    return TrainedModel(built, model, int(state["step"]), float(state.get("elapsed_s", 0.0)))

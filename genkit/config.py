@@ -246,7 +246,7 @@ def parse_sections(layers: Layers, registries, lenient: frozenset[str] = frozens
     config = parser(layers, registries, lenient).dataclass(Config, raw, "")
     if not config.method:
         known = ", ".join(registries.methods.names())
-        raise GenkitError(f"method is not set: pass --method or set method = ... ({known})")
+        raise GenkitError(f"method is not set: set `method` ({known})")
     _check_multistep_sigmas(config.sample.multistep_sigmas, config.noise)
     return config
 

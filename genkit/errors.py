@@ -6,7 +6,12 @@ class GenkitError(Exception):
 
 
 class TrainingInterrupted(GenkitError):
-    """Raised after a clean stop (Ctrl-C, SIGTERM): the last checkpoint holds everything."""
+    """Raised after a clean stop (Ctrl-C, SIGTERM): the last checkpoint holds everything.
+    ``run_path``: the run folder that resumes from it (None: the caller says how to continue)."""
+
+    def __init__(self, message: str, run_path=None):
+        super().__init__(message)
+        self.run_path = run_path
 
 
 class TrainingDiverged(GenkitError):

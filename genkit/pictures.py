@@ -58,7 +58,7 @@ def save_pngs(samples: torch.Tensor, folder: Path, seeds) -> Path:
     from torchvision.utils import save_image
 
     if samples.ndim != 4:
-        raise GenkitError(f"--png-dir writes images; these samples have shape {tuple(samples.shape[1:])}")
+        raise GenkitError(f"`png_dir` writes images; these samples have shape {tuple(samples.shape[1:])}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for image, seed in zip(samples, seeds):

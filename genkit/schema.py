@@ -133,6 +133,8 @@ class Parser:
                 kwargs[name] = self.value(_named(values[name], spec), hints[name], dotted, spec.metadata)
             elif "kind" in spec.metadata:  # a component left at its default still gets its options
                 kwargs[name] = self.value(_default(spec), hints[name], dotted, spec.metadata)
+            elif dataclasses.is_dataclass(hints[name]):  # a section left out: its parts get defaults too
+                kwargs[name] = self.value({}, hints[name], dotted, spec.metadata)
         try:
             return cls(**kwargs)
         except (TypeError, ValueError) as error:

@@ -10,7 +10,8 @@ from torch import nn
 from typer.testing import CliRunner
 
 from genkit import config as configuration
-from genkit.build import build, load_trained
+from genkit.build import build
+from genkit.trained import load_trained
 from genkit.cli.main import build_app
 from genkit.errors import GenkitError
 from genkit.evaluation import draw_samples

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from genkit import config as configuration
 from genkit import hookimpl, plugins
-from genkit.build import build, load_trained
+from genkit.build import build
+from genkit.trained import load_trained
 from genkit.errors import GenkitError
 from genkit.schema import Component, Parser, option, positive, to_plain, to_toml
 from genkit.training.loop import Trainer
@@ -351,7 +352,7 @@ def test_teacher_flag_sets_the_option_the_method_declares(registries, tmp_path):
     add_teacher(layers, registries, tmp_path / "edm")
     assert layers.data["methods"]["cd"]["teacher"]["run"] == str(tmp_path / "edm")
     layers = configuration.config_layers(registries, "toy2d", flags={"method": "ict"})
-    with pytest.raises(GenkitError, match="--teacher: method 'ict' takes no teacher run"):
+    with pytest.raises(GenkitError, match="`teacher`: method 'ict' takes no teacher run"):
         add_teacher(layers, registries, tmp_path / "edm")
 
 

@@ -154,7 +154,7 @@ def sampling_worker(rank: int, world_size: int, rendezvous: str, run: str, out: 
     os.environ.update(WORLD_SIZE=str(world_size), RANK=str(rank), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world_size)
-    from genkit.build import load_trained
+    from genkit.trained import load_trained
     from genkit.evaluation import draw_samples
     from genkit.training.distributed import Distributed
 
@@ -169,7 +169,7 @@ def sampling_worker(rank: int, world_size: int, rendezvous: str, run: str, out: 
 
 @pytest.mark.slow
 def test_samples_drawn_in_shares_across_ranks_equal_one_process(tmp_path):
-    from genkit.build import load_trained
+    from genkit.trained import load_trained
     from genkit.evaluation import draw_samples
 
     train_weights(tmp_path / "run", 2)

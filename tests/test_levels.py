@@ -104,7 +104,7 @@ def test_explicit_levels_are_checked():
         with pytest.raises(GenkitError, match=None) as error:
             check_levels(levels, SIGMA_MIN, SIGMA_MAX, steps)
         assert message in str(error.value)
-    with pytest.raises(GenkitError, match="--levels takes descending numbers"):
+    with pytest.raises(GenkitError, match="`levels` takes descending numbers"):
         parse_levels("1.3;0.4")
 
 

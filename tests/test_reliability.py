@@ -15,7 +15,8 @@ from genkit import config as configuration
 from genkit.api import load
 from genkit.errors import GenkitError, TrainingDiverged
 from genkit.training import checkpoint, lock
-from genkit.training.loop import Trainer, resume_command
+from genkit.cli.errors import resume_command
+from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder
 
 from conftest import TINY, assert_one_line_error

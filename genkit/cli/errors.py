@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import re
+import shlex
 import warnings
 
 import typer
@@ -16,6 +18,31 @@ error_console = Console(stderr=True)
 
 INTERRUPTED_EXIT_CODE = 130
 
+# Library errors name options as the Python API spells them, in backticks (`search_samples`);
+# on the command line they are flags.
+FLAGS = {
+    "levels": "--levels", "metric": "--metric", "steps": "--steps", "search_samples": "--search-samples",
+    "search_iterations": "--search-iterations", "out": "--out", "teacher": "--teacher", "method": "--method",
+    "png_dir": "--png-dir", "num": "--num", "seed": "--seed", "label": "--label",
+}
+
+
+def as_flags(message: str) -> str:
+    """A library error's option names replaced by the flags that set them."""
+    return re.sub(r"`(\w+)`", lambda m: FLAGS.get(m.group(1), m.group(0)), message)
+
+
+def resume_command(path) -> str:
+    return f"genkit train --resume --out {shlex.quote(str(path))}"
+
+
+def user_message(error: GenkitError) -> str:
+    """What the command line says of a library error."""
+    message = as_flags(str(error))
+    if isinstance(error, TrainingInterrupted) and error.run_path is not None:
+        message += f"; continue with: {resume_command(error.run_path)}"
+    return message
+
 
 def handles_user_errors(command):
     """Decorate a Typer command (built-in or a plugin's) so GenkitErrors exit cleanly."""
@@ -25,7 +52,7 @@ def handles_user_errors(command):
         try:
             return command(*args, **kwargs)
         except GenkitError as error:
-            error_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            error_console.print(f"[bold red]error:[/] {user_message(error)}", highlight=False, soft_wrap=True)
             code = INTERRUPTED_EXIT_CODE if isinstance(error, TrainingInterrupted) else 1
             raise typer.Exit(code) from None
         except OSError as error:  # a path the user gave: missing, not writable, a file for a folder

@@ -138,7 +138,7 @@ def parse_levels(text: str) -> list[float] | str:
     try:
         return [float(part) for part in text.split(",")]
     except ValueError:
-        raise GenkitError(f"--levels takes descending numbers separated by commas (1.3,0.4) or 'search', got '{text}'") from None
+        raise GenkitError(f"`levels` takes descending numbers separated by commas (1.3,0.4) or 'search', got '{text}'") from None
 
 
 def require_consistency_sampler(built) -> None:
@@ -199,13 +199,13 @@ def choose_metric(built, metric: str | None) -> tuple[str, Callable]:
     evaluators = build_evaluators(built)
     if not evaluators:
         raise GenkitError(
-            f"--levels search minimises a metric, and this run has no evaluator (dataset '{built.config.data.name}' "
-            f"suggests none and eval.metrics is empty); give the levels as numbers, --levels 1.3,0.4"
+            f"a levels search minimises a metric, and this run has no evaluator (dataset '{built.config.data.name}' "
+            f"suggests none and eval.metrics is empty); give the levels as numbers (`levels` 1.3,0.4)"
         )
     if metric is None:
         metric = next(iter(evaluators))
     if metric not in evaluators:
-        raise GenkitError(f"--metric '{metric}' is not one of this run's evaluators ({', '.join(evaluators)})")
+        raise GenkitError(f"`metric` '{metric}' is not one of this run's evaluators ({', '.join(evaluators)})")
     return metric, evaluators[metric]
 
 
@@ -214,11 +214,11 @@ def check_search(model, steps: int | None, metric: str | None, num: int, iterati
     built = model.trained.built
     require_consistency_sampler(built)
     if steps is None or steps < 2:
-        raise GenkitError(f"--levels search chooses the levels of --steps K sampling: give --steps 2 or more (got {steps})")
+        raise GenkitError(f"a levels search chooses the levels of K-step sampling: give `steps` 2 or more (got {steps})")
     if num < 2:
-        raise GenkitError(f"--search-samples must be at least 2, got {num}")
+        raise GenkitError(f"`search_samples` must be at least 2, got {num}")
     if iterations < 1:
-        raise GenkitError(f"--search-iterations must be at least 1, got {iterations}")
+        raise GenkitError(f"`search_iterations` must be at least 1, got {iterations}")
     return choose_metric(built, metric)
 
 

@@ -17,8 +17,8 @@ from torch import nn
 
 from genkit.components import BuildContext, Curriculum, Method, NoiseSchedule, Teacher
 from genkit.maths import ConsistencyFunction, PerSampleNoise, as_column, conditioned, consistency_sample, karras_sigmas
-from genkit.training import rng
-from genkit.training.ema import AveragePair
+from genkit.nn import rng
+from genkit.nn.ema import AveragePair
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

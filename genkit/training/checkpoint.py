@@ -72,6 +72,21 @@ def first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+def restore(state: dict[str, Any], targets: dict[str, Any], context: str) -> None:
+    """Load ``state[key]`` into each of ``targets`` (modules, optimizers: anything with
+    ``load_state_dict``); ``targets["method"]``'s keys and shapes are compared first, so a
+    checkpoint of another config fails with its first difference. One GenkitError starting with
+    ``context`` for any mismatch."""
+    difference = mismatch(targets["method"], state.get("method", {})) if "method" in targets else ""
+    if difference:
+        raise GenkitError(f"{context}: {difference}")
+    try:
+        for key, target in targets.items():
+            target.load_state_dict(state[key])
+    except (KeyError, RuntimeError, ValueError) as error:
+        raise GenkitError(f"{context}: {first_line(error)}") from None
+
+
 def mismatch(module: torch.nn.Module, state: dict[str, Any]) -> str:
     """'' when ``state`` fits ``module`` exactly, else its first difference, for error messages."""
     mine = module.state_dict()

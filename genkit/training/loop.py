@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shlex
 import signal
 import threading
 import time
@@ -21,9 +20,10 @@ from genkit.config import Config
 from genkit.errors import GenkitError, TrainingDiverged, TrainingInterrupted  # noqa: F401  (re-exported)
 from genkit.evaluation import build_evaluators, draw_samples, reference_data, score
 from genkit.pictures import save_samples_picture
-from genkit.training import checkpoint, lock, rng
+from genkit.nn import rng
+from genkit.training import checkpoint, lock
 from genkit.training.distributed import Distributed
-from genkit.training.ema import EMA
+from genkit.nn.ema import EMA
 from genkit.training.speed import TrainingSpeed
 from genkit.training.run import RunFolder
 
@@ -175,20 +175,16 @@ class Trainer:
 
     def restore(self) -> None:
         state = checkpoint.load(self.run.checkpoint_path, map_location=self.device)
-        difference = checkpoint.mismatch(self.method, state.get("method", {}))
-        if difference:
-            raise GenkitError(f"checkpoint {self.run.checkpoint_path} does not match this run's config: {difference}")
+        context = f"checkpoint {self.run.checkpoint_path} does not match this run's config"
+        parts = {"method": self.method, "ema": self.ema, "optimizer": self.optimizer, "log_window": self.window}
+        checkpoint.restore(state, parts, context)
         try:
-            self.method.load_state_dict(state["method"])
-            self.ema.load_state_dict(state["ema"])
-            self.optimizer.load_state_dict(state["optimizer"])
             self.speed.load_scaler_state(state.get("grad_scaler"))
             self.draw_generator.set_state(state["draws"].cpu())
             self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
-            self.window.load_state_dict(state["log_window"])
             streams = state["rng"]
         except (KeyError, RuntimeError, ValueError) as error:
-            raise GenkitError(f"checkpoint {self.run.checkpoint_path} does not match this run's config: {checkpoint.first_line(error)}") from None
+            raise GenkitError(f"{context}: {checkpoint.first_line(error)}") from None
         if len(streams) != self.dist.world_size:
             raise GenkitError(f"the checkpoint was written by {len(streams)} process(es); resume it with as many, not {self.dist.world_size}")
         if self.step > self.config.train.steps:
@@ -276,7 +272,7 @@ class Trainer:
             self._train(until, progress, on_log)
         except KeyboardInterrupt:
             raise TrainingInterrupted(
-                f"stopped at once; the last checkpoint (step {self.saved_step}) is intact: {resume_command(self.run.path)}"
+                f"stopped at once; the last checkpoint (step {self.saved_step}) is intact", self.run.path
             ) from None
         finally:
             self.close()
@@ -295,7 +291,7 @@ class Trainer:
                     progress.remove_task(task)
             self.save()  # inside StopRequest: a Ctrl-C now waits for the save to finish
         if stop.requested:
-            raise TrainingInterrupted(f"interrupted at step {self.step}; continue with: {resume_command(self.run.path)}")
+            raise TrainingInterrupted(f"interrupted at step {self.step}; the checkpoint holds everything", self.run.path)
 
     def _loop(self, until: int, progress: Progress, task, on_log, stop: "StopRequest") -> None:
         cfg = self.config.train
@@ -426,10 +422,6 @@ class StopRequest:
     def __exit__(self, *exc) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
-
-
-def resume_command(path) -> str:
-    return f"genkit train --resume --out {shlex.quote(str(path))}"
 
 
 def _plain(logs: dict) -> dict:

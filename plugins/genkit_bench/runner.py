@@ -26,7 +26,8 @@ import torch
 
 import genkit
 from genkit import config as configuration
-from genkit.build import build, load_trained
+from genkit.build import build
+from genkit.trained import load_trained
 from genkit.errors import GenkitError
 from genkit.evaluation import REFERENCE_SEED, build_evaluators, data_floor, draw_samples, reference_data, score
 from genkit.pictures import save_samples_picture

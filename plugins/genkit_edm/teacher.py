@@ -8,7 +8,7 @@ from typing import Optional
 
 import torch
 
-from genkit.build import TrainedModel, load_trained
+from genkit.trained import TrainedModel, load_trained
 from genkit.errors import GenkitError
 from genkit.maths import conditioned, heun_step
 from genkit.schema import option

@@ -38,7 +38,7 @@ from genkit.maths import as_column
 from genkit.methods.consistency import ConsistencyTraining, Weighting
 from genkit.methods.student import initialise_from_teacher
 from genkit.schema import Check, Component, non_negative, option, part, positive
-from genkit.training import rng
+from genkit.nn import rng
 
 Mapping = Literal["sigmoid", "const"]
 greater_than_one = Check(lambda v: v > 1, "must be greater than 1")

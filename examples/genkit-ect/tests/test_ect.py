@@ -12,7 +12,8 @@ import torch
 import genkit
 from genkit import config as configuration
 from genkit import plugins
-from genkit.build import build, load_trained
+from genkit.build import build
+from genkit.trained import load_trained
 from genkit.errors import GenkitError
 
 import genkit_ect
