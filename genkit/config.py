@@ -19,6 +19,7 @@ else:  # pragma: no cover
 
 from genkit.errors import GenkitError
 from genkit.kinds import CORE_KINDS, training_only
+from genkit.maths.levels import Levels
 from genkit.schema import (
     Check,
     Component,
@@ -247,7 +248,7 @@ def parse_sections(layers: Layers, registries, lenient: frozenset[str] = frozens
     if not config.method:
         known = ", ".join(registries.methods.names())
         raise GenkitError(f"method is not set: set `method` ({known})")
-    _check_multistep_sigmas(config.sample.multistep_sigmas, config.noise)
+    Levels.check(config.sample.multistep_sigmas, config.noise.sigma_min, config.noise.sigma_max, "sample.multistep_sigmas")
     return config
 
 
@@ -275,19 +276,6 @@ def resolve(layers: Layers, registries, lenient: frozenset[str] = frozenset()) -
         if name in registries.methods  # presets may carry options for methods not installed
     }
     return config
-
-
-def _check_multistep_sigmas(taus: list[float], noise: NoiseConfig) -> None:
-    """Multistep sampling renoises to each tau with sqrt(tau^2 - sigma_min^2): taus must lie in
-    (sigma_min, sigma_max) and descend."""
-    for tau in taus:
-        if not noise.sigma_min < tau < noise.sigma_max:
-            raise GenkitError(
-                f"sample.multistep_sigmas must lie between noise.sigma_min and noise.sigma_max "
-                f"({noise.sigma_min}, {noise.sigma_max}), got {tau}"
-            )
-    if any(later >= earlier for earlier, later in zip(taus, taus[1:])):
-        raise GenkitError(f"sample.multistep_sigmas must descend, got {taus}")
 
 
 def config_layers(

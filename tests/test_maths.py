@@ -184,3 +184,39 @@ def test_edm_scalings_property_unit_variance(sigma, sigma_data):
     c_skip, c_out, c_in, _ = edm_scalings(torch.tensor(sigma, dtype=torch.float64), sigma_data)
     assert (c_skip + (c_out / sigma_data) ** 2).item() == pytest.approx(1.0)
     assert (c_in**2 * (sigma**2 + sigma_data**2)).item() == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------- levels and the sampler callback
+
+
+def test_levels_are_checked_once_with_the_source_named():
+    from genkit.errors import GenkitError
+    from genkit.maths.levels import Levels
+
+    assert list(Levels.check([1.5, 0.3], 0.002, 80.0)) == [1.5, 0.3]
+    for values, message in [([0.3, 1.5], "must descend"), ([80.0], "got 80"), ([0.002], "got 0.002"), ([float("nan")], "got nan")]:
+        with pytest.raises(GenkitError, match=message):
+            Levels.check(values, 0.002, 80.0, "sample.multistep_sigmas")
+    with pytest.raises(GenkitError, match="3-step sampling takes 2 intermediate level"):
+        Levels.check([1.0], 0.002, 80.0, steps=3)
+
+
+def test_the_step_callback_sees_every_step_and_can_change_it():
+    from genkit.maths import PerSampleNoise, consistency_sample
+
+    def fn(x, sigma):
+        return x / (1 + float(sigma))
+
+    seen = []
+
+    def after_step(x, sigma):
+        seen.append(sigma)
+        return torch.zeros_like(x) if sigma == 1.0 else x
+
+    plain = consistency_sample(fn, PerSampleNoise(range(3)), (2,), 80.0, 0.002, [1.0, 0.5])
+    changed = consistency_sample(fn, PerSampleNoise(range(3)), (2,), 80.0, 0.002, [1.0, 0.5], after_step=after_step)
+    assert seen == [80.0, 1.0, 0.5]
+    noise = PerSampleNoise(range(3))
+    noise.randn(2), noise.randn(2)  # the draws of the first two steps
+    assert torch.equal(changed, (0.5**2 - 0.002**2) ** 0.5 * noise.randn(2) / 1.5)  # restarted from 0 at tau = 1
+    assert not torch.equal(plain, changed)

@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 import torch
 
 from genkit.errors import GenkitError
+from genkit.maths.levels import Levels
 from genkit.schema import to_plain
 from genkit.evaluation.scoring import build_evaluators, draw_samples
 
@@ -114,21 +115,11 @@ def greedy_levels(
 def check_levels(levels: Sequence[float], sigma_min: float, sigma_max: float, steps: int | None = None) -> list[float]:
     """Levels given by a user: descending, each in (sigma_min, sigma_max), exactly steps - 1 of
     them when ``steps`` is given. Returns them as floats; a GenkitError (one line) otherwise."""
-    levels = [float(t) for t in levels]
     if steps is not None and steps < 1:
         raise GenkitError(f"the number of steps must be positive, got {steps}")
     if not levels:
         raise GenkitError("levels: give at least one intermediate level (1-step sampling has none)")
-    for tau in levels:
-        if not sigma_min < tau < sigma_max:
-            raise GenkitError(f"levels must lie between noise.sigma_min and noise.sigma_max ({sigma_min}, {sigma_max}), got {tau:g}")
-    if any(later >= earlier for earlier, later in zip(levels, levels[1:])):
-        raise GenkitError(f"levels must descend, got {', '.join(f'{t:g}' for t in levels)}")
-    if steps is not None and steps - 1 != len(levels):
-        raise GenkitError(
-            f"{steps}-step sampling takes {steps - 1} intermediate level(s), got {len(levels)}: {', '.join(f'{t:g}' for t in levels)}"
-        )
-    return levels
+    return list(Levels.check(levels, sigma_min, sigma_max, "levels", steps))
 
 
 def parse_levels(text: str) -> list[float] | str:

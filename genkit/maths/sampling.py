@@ -26,6 +26,10 @@ def heun_evaluations(num_levels: int) -> int:
     return 2 * num_levels - 1
 
 
+# after_step(x, sigma) -> x: called on each step's (clamped) output, before the next renoising
+StepCallback = Callable[[torch.Tensor, float], torch.Tensor]
+
+
 @torch.no_grad()
 def consistency_sample(
     consistency_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -35,13 +39,21 @@ def consistency_sample(
     sigma_min: float,
     intermediate_sigmas: Sequence[float] = (),
     clamp: tuple[float, float] | None = None,
+    start: torch.Tensor | None = None,
+    after_step: StepCallback | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Song et al. (2023) Algorithm 1: one step from sigma_max, then denoise-renoise at each tau."""
-    x = consistency_fn(sigma_max * noise.randn(*sample_shape), torch.tensor(sigma_max))
-    x = x.clamp(*clamp) if clamp else x
-    for tau in intermediate_sigmas:
-        scale = (tau**2 - sigma_min**2) ** 0.5
-        x_tau = x + scale * noise.randn(*sample_shape)
-        x = consistency_fn(x_tau, torch.tensor(tau))
+    """Song et al. (2023) Algorithm 1: one step from sigma_max, then denoise-renoise at each tau.
+
+    ``start``: the point at sigma_max to begin from (default sigma_max z). ``after_step`` sees
+    every step's output and may change it (k-diffusion's sampler callback): zero-shot editing
+    (Algorithm 4) is this sampler with the known part of the data put back there.
+    """
+    x = sigma_max * noise.randn(*sample_shape, dtype=dtype) if start is None else start
+    for k, sigma in enumerate([float(sigma_max), *map(float, intermediate_sigmas)]):
+        if k:  # renoise the previous output to sigma
+            x = x + (sigma**2 - sigma_min**2) ** 0.5 * noise.randn(*sample_shape, dtype=dtype)
+        x = consistency_fn(x, torch.tensor(sigma))
         x = x.clamp(*clamp) if clamp else x
+        x = after_step(x, sigma) if after_step else x
     return x

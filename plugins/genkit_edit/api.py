@@ -12,6 +12,7 @@ from genkit.config import SEED_LIMIT
 from genkit.errors import GenkitError
 from genkit.evaluation.scoring import sample_seeds
 from genkit.maths import PerSampleNoise, conditioned
+from genkit.maths.levels import Levels
 from genkit_edit.maths import edit_sample, interpolate_sample, interpolation_times
 from genkit.schema import Component, Parser, to_plain
 
@@ -67,16 +68,9 @@ def noise_levels(first: float, steps: int | None, levels: Sequence[float] | None
     if steps - 1 > len(pool):
         source = "--levels gives" if levels is not None else "the run's sample.multistep_sigmas gives"
         raise GenkitError(f"{steps} steps need {steps - 1} levels after the first; {source} {len(pool)}: {pool} (pass --levels a,b,...)")
-    sigmas = [float(first)] + [float(s) for s in pool[: steps - 1]]
-    for sigma in sigmas[1:]:
-        if not noise.sigma_min < sigma < first:
-            source = "" if levels is not None else " (from the run's sample.multistep_sigmas; pass --levels)"
-            raise GenkitError(
-                f"the levels after the first must lie between noise.sigma_min {noise.sigma_min} and the start level {first}, got {sigma}{source}"
-            )
-    if any(later >= earlier for earlier, later in zip(sigmas, sigmas[1:])):
-        raise GenkitError(f"the noise levels must descend, got {sigmas}")
-    return sigmas
+    what = "the levels after the first" if levels is not None else "the run's sample.multistep_sigmas (pass --levels)"
+    after = Levels.check(pool[: steps - 1], noise.sigma_min, float(first), what, bounds="noise.sigma_min and the start level")
+    return [float(first), *after]
 
 
 def _images(images, task, shape, convert: bool, resize: bool, names=None, which: str = "images") -> tuple[torch.Tensor, list[str]]:

@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import torch
 
 from genkit.maths.noise import PerSampleNoise
+from genkit.maths.sampling import consistency_sample
 
 ConsistencyFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -132,19 +133,12 @@ def edit_sample(
     shape = tuple(y.shape[1:])
     y = replacement.known_part(y)
     y_space = replacement.to_space(y) if replacement.known is not None else None
-
-    def step(x: torch.Tensor, sigma: float) -> torch.Tensor:
-        x = consistency_fn(x, torch.tensor(float(sigma)))
-        x = x.clamp(*clamp) if clamp else x
-        return replacement.put_back(x, y_space)
-
     first = float(sigmas[0])
-    x = y if noisy_start else y + first * noise.randn(*shape, dtype=y.dtype)
-    x = step(x, first)
-    for tau in sigmas[1:]:
-        scale = (float(tau) ** 2 - sigma_min**2) ** 0.5
-        x = step(x + scale * noise.randn(*shape, dtype=y.dtype), tau)
-    return x
+    start = y if noisy_start else y + first * noise.randn(*shape, dtype=y.dtype)
+    return consistency_sample(
+        consistency_fn, noise, shape, first, sigma_min, sigmas[1:], clamp, start=start,
+        after_step=lambda x, sigma: replacement.put_back(x, y_space), dtype=y.dtype,
+    )
 
 
 def slerp(z0: torch.Tensor, z1: torch.Tensor, t: float) -> torch.Tensor:
