@@ -64,11 +64,14 @@ class Model:
         chooses them). ``label`` fixes the class of a class-conditional
         model (default: each sample's own random class). Non-finite samples (a diverged model)
         are an error, never returned."""
-        if num < 1 or (steps is not None and steps < 1):
-            raise GenkitError(f"the number of samples and of steps must be positive, got {num} and {steps}")
+        whole("num", num, 1)
+        whole("steps", steps, 1, optional=True)
+        whole("batch_size", batch_size, 1, optional=True)
+        whole("seed", seed, 0)
         steps, levels = self.resolve_levels(steps, levels)
-        if not 0 <= seed < SEED_LIMIT:
-            raise GenkitError(f"the sampling seed must be in [0, 2**32), got {seed}")
+        if not seed < SEED_LIMIT:
+            raise GenkitError(f"`seed` must be in [0, 2**32), got {seed}")
+        self._check_label(label)
         method = self.trained.built.method
         try:
             samples = draw_samples(
@@ -81,6 +84,17 @@ class Model:
         if bad:
             raise GenkitError(f"{bad} of {num} samples are NaN or infinite: the weights of {self.path} have diverged; nothing written")
         return samples
+
+    def _check_label(self, label: int | None) -> None:
+        """A class only for a class-conditional model, and one of its classes."""
+        if label is None:
+            return
+        classes = self.trained.built.ctx.label_dim
+        if not classes:
+            raise GenkitError(f"`label` {label}: this model is unconditional (it was trained without class labels)")
+        whole("label", label, 0)
+        if label >= classes:
+            raise GenkitError(f"`label` must be a class in [0, {classes}), got {label}")
 
     def resolve_levels(self, steps: int | None, levels: Sequence[float] | None) -> tuple[int | None, list[float] | None]:
         """(steps, levels) checked: levels only for consistency sampling, descending, in (sigma_min,
@@ -100,12 +114,23 @@ class Model:
         ``num`` samples against as many held-out data points; ``floor=True`` adds
         ``<metric>/floor``, held-out data scored the same way. ``levels``: as for :meth:`sample`."""
         built = self.trained.built
-        num = num or built.config.sample.num
+        num = built.config.sample.num if num is None else num
+        whole("num", num, 1)
         evaluators = build_evaluators(built, metrics=metrics)
         scores = score(self.sample(num, steps, seed, levels=levels), reference_data(built.dataset, num), evaluators)
         if floor:
             scores.update({f"{name}/floor": value for name, value in data_floor(built.dataset, evaluators, num).items()})
         return scores
+
+
+def whole(name: str, value: Any, minimum: int, optional: bool = False) -> None:
+    """An integer argument of the API, checked as the CLI checks its flag: one GenkitError."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GenkitError(f"`{name}` must be a whole number, got {value!r}")
+    if value < minimum:
+        raise GenkitError(f"`{name}` must be at least {minimum}, got {value}")
 
 
 def load(run: str | Path, device: str | torch.device | None = None) -> Model:

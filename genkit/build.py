@@ -28,6 +28,10 @@ def pick_device(name: str) -> torch.device:
         raise GenkitError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise GenkitError(f"train.device is '{name}' but no CUDA device is available")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise GenkitError(f"train.device is '{name}' but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise GenkitError(f"train.device is '{name}' but no MPS (Apple GPU) device is available")
     return device
 
 

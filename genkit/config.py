@@ -33,6 +33,7 @@ from genkit.schema import (
     to_plain,
     to_toml,
     unit_interval,
+    between,
 )
 
 __all__ = ["Component", "Config", "Layers", "load_config", "resolve", "to_toml"]
@@ -49,7 +50,7 @@ seed_range = Check(lambda v: 0 <= v < SEED_LIMIT, "must be in [0, 2**32)")
 class NoiseConfig:
     sigma_min: float = option(0.002, "smallest noise level; f(x, sigma_min) = x", positive)
     sigma_max: float = option(80.0, "largest noise level; one-step sampling starts here", positive)
-    rho: float = option(7.0, "curvature of the Karras discretization", positive)
+    rho: float = option(7.0, "curvature of the Karras discretization (EDM: 7; sigma_max^(1/rho) must stay finite)", between(0.1, 1000))
     sigma_data: float = option(0.5, "standard deviation of the data the preconditioning assumes", positive)
 
     def __post_init__(self):
@@ -60,7 +61,7 @@ class NoiseConfig:
 @dataclass
 class TrainConfig:
     steps: int = option(5000, "optimizer steps; also K, the curriculum's horizon", positive)
-    batch_size: int = option(512, "global batch size (split across processes under torchrun)", positive)
+    batch_size: int = option(512, "global batch size (split across processes under torchrun)", between(1, 2**24))
     lr: float = option(1e-4, "peak learning rate; lr_schedule scales it per step", positive)
     optimizer: Component = part("optimizers", None, "optimizer and its options (betas, eps, weight_decay); unset: the one a plugin declares the default")
     lr_schedule: Component = part("lr_schedules", None, "learning-rate factor per step (e.g. constant, warmup); unset: the one a plugin declares the default")
@@ -78,7 +79,7 @@ class TrainConfig:
     precision: Literal["fp32", "bf16", "fp16"] = option("fp32", "arithmetic of the training passes: fp32, or autocast to bf16 or fp16 (fp16 with a gradient scaler); weights and optimizer stay fp32")
     compile: bool = option(False, "compile the network's training pass with torch.compile (slow to start: for long runs)")
     channels_last: bool = option(False, "store image batches and convolution weights channels-last (faster convolutions on recent GPUs)")
-    threads: int = option(0, "CPU threads torch uses (0: torch's default); one or two suit a tiny network", non_negative)
+    threads: int = option(0, "CPU threads torch uses (0: torch's default); one or two suit a tiny network", between(0, 4096))
 
 
 @dataclass
@@ -139,6 +140,9 @@ class Layers:
                 current = into[key] = {"name": current}  # a component named by a plain string
             if isinstance(value, dict) and isinstance(current, dict) and not _names_other_component(current, value):
                 self._merge(current, value, source, dotted + ".")
+            elif isinstance(current, dict) and not isinstance(value, (dict, str)):
+                # a string may name another component; anything else would silently drop a table
+                raise GenkitError(f"{dotted} is a table ({self.source_of(dotted)}); {source} gives it a {type(value).__name__}: set its keys instead ({dotted}.KEY = ...)")
             else:  # a value, or a table naming another component: replaces what was there
                 self._note_hidden(dotted, into.get(key), source)
                 into[key] = value
@@ -270,12 +274,22 @@ def resolve(layers: Layers, registries, lenient: frozenset[str] = frozenset()) -
     methods = layers.data.get("methods", {})
     if not isinstance(methods, dict):
         raise GenkitError(f"methods must be a table ({layers.source_of('methods')})")
+    _check_method_tables(layers, registries, methods)
     config.methods = {
         name: parse_method_options(layers, registries, name, lenient)
         for name in [config.method, *sorted(set(methods) - {config.method})]
         if name in registries.methods  # presets may carry options for methods not installed
     }
     return config
+
+
+def _check_method_tables(layers: Layers, registries, methods: dict) -> None:
+    """A table for a method no plugin registers is a typo unless a preset brought it (presets may
+    carry options for methods whose plugins are not installed)."""
+    for name in sorted(set(methods) - set(registries.methods.names())):
+        source = layers.source_of(f"methods.{name}")
+        if not source.startswith("preset "):
+            raise GenkitError(f"methods.{name}: {registries.methods.unknown_message(name)} ({source})")
 
 
 def config_layers(

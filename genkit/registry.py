@@ -43,7 +43,7 @@ class Registry:
 
     def entry(self, name: str) -> Entry:
         if name not in self._entries:
-            raise GenkitError(self._unknown_message(name))
+            raise GenkitError(self.unknown_message(name))
         return self._entries[name]
 
     def get(self, name: str) -> Callable[..., Any]:
@@ -55,7 +55,7 @@ class Registry:
             component = Component(component)
         return build(self, component, ctx)
 
-    def _unknown_message(self, name: str) -> str:
+    def unknown_message(self, name: str) -> str:
         known = sorted(self._entries)
         message = f"unknown {self.singular} '{name}'"
         close = difflib.get_close_matches(name, known, n=1)

@@ -45,6 +45,14 @@ def at_least(minimum: float) -> Check:
     return Check(lambda v: v >= minimum, f"must be at least {minimum}")
 
 
+def between(minimum: float, maximum: float) -> Check:
+    """minimum <= value <= maximum: the range an option really works in, stated where it is declared."""
+    return Check(lambda v: minimum <= v <= maximum, f"must be in [{minimum:g}, {maximum:g}]")
+
+
+even_positive = Check(lambda v: v > 0 and v % 2 == 0, "must be a positive even number")
+
+
 def each(check: Check) -> Check:
     """The check applied to every item of a list or tuple."""
     return Check(lambda values: all(check.test(v) for v in values), f"items {check.text.removeprefix('must ')}")

@@ -153,8 +153,13 @@ def test_target_network_follows_the_student_at_rate_mu(tiny_config, registries, 
 
 
 def test_a_different_dropout_rate_is_allowed(tiny_config, registries, edm_run):
-    # CIFAR-10: the teacher trained with dropout 0.13, CD distils it with dropout 0.
-    build_for_training(cd_config(tiny_config, edm_run, extra=["network.dropout=0.1"]), registries)
+    # CIFAR-10: the teacher trained with dropout 0.13, CD distils it with dropout 0: the weights
+    # carry over (dropout has none) and the student keeps its own rate.
+    method = build_for_training(cd_config(tiny_config, edm_run, extra=["network.dropout=0.1"]), registries).method
+    teacher_net = load_trained(edm_run, registries, torch.device("cpu")).model.net.state_dict()
+    assert_same_tensors(method.model.net.state_dict(), teacher_net)
+    rates = {m.p for m in method.model.net.modules() if isinstance(m, torch.nn.Dropout)}
+    assert rates == {0.1}
 
 
 def test_resumed_cd_run_with_target_ema_equals_uninterrupted_run(tiny_config, registries, edm_run, tmp_path):

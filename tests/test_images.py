@@ -253,6 +253,9 @@ def test_npz_layouts(tmp_path):
     assert (padded.stream(4, seed=0).next()[0][..., :2, :] == -1).all()
     with pytest.raises(GenkitError, match=r"^npz images not found \(looked in .*missing.npz\)"):
         NpzImages(NpzImages.Config(path=tmp_path / "missing.npz"))
+    np.savez(tmp_path / "flat.npz", images=np.zeros((4, 12, 12), np.uint8))  # gray, or one 4-channel image?
+    with pytest.raises(GenkitError, match=r"flat.npz: images of shape \(4, 12, 12\) have 3 axes; give 4"):
+        NpzImages(NpzImages.Config(path=tmp_path / "flat.npz"))
 
 
 # ----------------------------------------------------------------------------- streams

@@ -175,12 +175,44 @@ def test_a_checkpoint_of_another_network_names_the_first_mismatch(trained_run):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--num", "0"], "the number of samples and of steps must be positive, got 0"),
-        (["--seed", "4294967296"], "the sampling seed must be in [0, 2**32), got 4294967296"),
+        (["--num", "0"], "--num must be at least 1, got 0"),
+        (["--seed", "4294967296"], "--seed must be in [0, 2**32), got 4294967296"),
+        (["--label", "5"], "--label 5: this model is unconditional"),
+        (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
     ],
 )
 def test_bad_sampling_requests_are_refused(trained_run, args, message):
     assert_one_line_error(invoke("sample", trained_run, *args), message)
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has an Apple GPU")
+def test_a_device_the_machine_lacks_is_refused_before_any_work():
+    from genkit.build import pick_device
+
+    with pytest.raises(GenkitError, match="train.device is 'mps' but no MPS"):
+        pick_device("mps")
+
+
+def test_eval_refuses_zero_samples_instead_of_scoring_the_default(trained_run):
+    assert_one_line_error(invoke("eval", trained_run, "--num", "0"), "--num must be at least 1, got 0")
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m: m.sample(0), "`num` must be at least 1, got 0"),
+        (lambda m: m.sample(2.5), "`num` must be a whole number, got 2.5"),
+        (lambda m: m.sample(4, steps=0), "`steps` must be at least 1, got 0"),
+        (lambda m: m.sample(4, seed=-1), "`seed` must be at least 0, got -1"),
+        (lambda m: m.sample(4, label=5), "`label` 5: this model is unconditional"),
+        (lambda m: m.sample(4, batch_size=True), "`batch_size` must be a whole number, got True"),
+        (lambda m: m.evaluate(num=0), "`num` must be at least 1, got 0"),
+    ],
+)
+def test_the_python_api_refuses_what_the_cli_refuses(trained_run, call, message):
+    with pytest.raises(GenkitError) as error:
+        call(load(trained_run))
+    assert message in str(error.value)
 
 
 @pytest.mark.parametrize(
@@ -188,7 +220,16 @@ def test_bad_sampling_requests_are_refused(trained_run, args, message):
     [
         ("network.width=0", "network.width must be positive, got 0"),
         ("seed=4294967296", "seed must be in [0, 2**32), got 4294967296"),
-        ("train.batch_size=-1", "train.batch_size must be positive, got -1"),
+        ("train.batch_size=-1", "train.batch_size must be in [1, 1.67772e+07], got -1"),
+        ("train.batch_size=100000000000", "train.batch_size must be in [1, 1.67772e+07], got 100000000000"),
+        ("train.threads=100000", "train.threads must be in [0, 4096], got 100000"),
+        ("noise.rho=1e-9", "noise.rho must be in [0.1, 1000], got 1e-09"),
+        ("network.embedding_dim=3", "network.embedding_dim must be a positive even number, got 3"),
+        ("methods.ict.curriculum.s1=100000000", "methods.ict.curriculum.s1 must be in [1, 1.67772e+07], got 100000000"),
+        ("methods.ct.curriculum.s0=100000000", "methods.ct.curriculum.s0 must be in [1, 1.67772e+07], got 100000000"),
+        ("methods.nosuch.x=1", "methods.nosuch: unknown method 'nosuch'"),
+        ("methods.itc.loss='l2'", "methods.itc: unknown method 'itc' (did you mean 'ict'?)"),
+        ("train=5", "train is a table (preset toy2d); --set train=5 gives it a int: set its keys instead"),
     ],
 )
 def test_nonsense_sizes_are_refused(registries, assignment, message):

@@ -79,8 +79,6 @@ def sample(
     model = load(run)
     method, dataset = model.trained.built.method, model.trained.built.dataset
     num = model.config.sample.num if num is None else num
-    if batch_size is not None and batch_size < 1:
-        raise GenkitError(f"--batch-size must be positive, got {batch_size}")
     chosen = _levels(model, steps, levels, metric, search_samples, search_iterations)
     steps, chosen = model.resolve_levels(steps, chosen)
     steps = method.default_sampling_steps() if steps is None else steps

@@ -6,7 +6,10 @@ import math
 from dataclasses import dataclass
 
 from genkit.errors import GenkitError
-from genkit.schema import at_least, option
+from genkit.schema import at_least, between, option
+
+# Training draws an interval index with torch.multinomial, which takes at most 2**24 categories.
+MAX_LEVELS = 2**24 - 2
 
 
 class ConstantCurriculum:
@@ -14,7 +17,7 @@ class ConstantCurriculum:
 
     @dataclass
     class Config:
-        num_levels: int = option(18, "N, the number of Karras levels (N - 1 intervals)", at_least(2))
+        num_levels: int = option(18, "N, the number of Karras levels (N - 1 intervals)", between(2, MAX_LEVELS + 1))
 
     def __init__(self, options: "ConstantCurriculum.Config", ctx=None):
         self.n = (options or self.Config()).num_levels
@@ -27,8 +30,8 @@ class ConstantCurriculum:
 class GrowthOptions:
     """s0 and s1 of the curricula that grow N(k) over the K = train.steps iterations."""
 
-    s0: int = option(2, "initial number of discretization steps", at_least(1))
-    s1: int = option(150, "final number of discretization steps", at_least(1))
+    s0: int = option(2, "initial number of discretization steps", between(1, MAX_LEVELS))
+    s1: int = option(150, "final number of discretization steps", between(1, MAX_LEVELS))
 
     def __post_init__(self):
         if self.s0 < 1:  # also when built in Python without the config parser's field checks
@@ -47,8 +50,8 @@ class SquareRootCurriculum:
 
     @dataclass
     class Config(GrowthOptions):
-        s0: int = option(2, "N(0), the number of levels at the start (CIFAR-10: 2)", at_least(1))
-        s1: int = option(150, "N(K) - 1, the number of intervals at the end (CIFAR-10: 150)", at_least(1))
+        s0: int = option(2, "N(0), the number of levels at the start (CIFAR-10: 2)", between(1, MAX_LEVELS))
+        s1: int = option(150, "N(K) - 1, the number of intervals at the end (CIFAR-10: 150)", between(1, MAX_LEVELS))
 
     def __init__(self, options: "SquareRootCurriculum.Config", ctx):
         _check_horizon(ctx.total_steps)
@@ -65,8 +68,8 @@ class DoublingCurriculum:
 
     @dataclass
     class Config(GrowthOptions):
-        s0: int = option(10, "initial number of intervals, N(0) - 1 (iCT: 10)", at_least(1))
-        s1: int = option(1280, "final number of intervals, the cap of N(k) - 1 (iCT: 1280)", at_least(1))
+        s0: int = option(10, "initial number of intervals, N(0) - 1 (iCT: 10)", between(1, MAX_LEVELS))
+        s1: int = option(1280, "final number of intervals, the cap of N(k) - 1 (iCT: 1280)", between(1, MAX_LEVELS))
 
     def __init__(self, options: "DoublingCurriculum.Config", ctx):
         _check_horizon(ctx.total_steps)

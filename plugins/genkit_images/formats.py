@@ -86,9 +86,13 @@ def _member_start(path: Path, info: zipfile.ZipInfo) -> int:
 
 
 def channels_first(images: np.ndarray, path: Path) -> np.ndarray:
-    """(N, H, W), (N, H, W, C) or (N, C, H, W) with C in 1, 3 -> (N, C, H, W)."""
+    """(N, H, W, C) or (N, C, H, W) with C in 1, 3 -> (N, C, H, W). Three axes are refused: one
+    image (H, W, C) and a stack of gray ones (N, H, W) look alike."""
     if images.ndim == 3:
-        return images[:, None]
+        raise GenkitError(
+            f"{path}: images of shape {images.shape} have 3 axes; give 4, (N, H, W, C) or (N, C, H, W) "
+            f"(a stack of gray images: images[..., None])"
+        )
     if images.ndim == 4 and images.shape[1] in (1, 3) and images.shape[3] not in (1, 3):
         return images
     if images.ndim == 4 and images.shape[3] in (1, 3):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from genkit.schema import non_negative, option, positive, unit_interval
+from genkit.schema import even_positive, non_negative, option, positive, unit_interval
 
 
 class FourierFeatures(nn.Module):
@@ -41,7 +41,7 @@ class MLP(nn.Module):
     class Config:
         width: int = option(256, "hidden units per layer", positive)
         depth: int = option(4, "residual blocks", non_negative)
-        embedding_dim: int = option(64, "Fourier features of the noise level (even)", positive)
+        embedding_dim: int = option(64, "Fourier features of the noise level (a sine and a cosine each)", even_positive)
         fourier_scale: float = option(16.0, "std of the Fourier frequencies (iCT: 0.02, original CM: 16)", non_negative)
         noise_multiplier: float = option(1.0, "c_noise is multiplied by this before the Fourier features")
         dropout: float = option(0.0, "dropout rate inside each residual block", unit_interval)
