@@ -179,17 +179,39 @@ def _names_other_component(current: dict, new: dict) -> bool:
     return "name" in new and "name" in current and new["name"] != current["name"]
 
 
+# A config is a few kilobytes and a few tables deep: far more is a mistake (or /dev/zero).
+MAX_TOML_BYTES = 1 << 20
+MAX_TOML_DEPTH = 16
+
+
 def read_toml(path: Path | str) -> dict[str, Any]:
     path = Path(path)
     try:
+        if path.exists() and not path.is_file():
+            raise GenkitError(f"{path} is not a regular file; a config is a TOML file")
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            data = handle.read(MAX_TOML_BYTES + 1)
+        if len(data) > MAX_TOML_BYTES:
+            raise GenkitError(f"{path} is larger than {MAX_TOML_BYTES >> 20} MiB; a config is a small TOML file")
+        return checked_depth(tomllib.loads(data.decode("utf-8")), str(path))
     except FileNotFoundError:
         raise GenkitError(f"config file not found: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise GenkitError(f"{path}: invalid TOML: {error}") from None
+    except RecursionError:
+        raise GenkitError(f"{path}: nested deeper than {MAX_TOML_DEPTH} levels") from None
     except OSError as error:
         raise GenkitError(f"cannot read config file {path}: {error.strerror}") from None
+
+
+def checked_depth(values: Any, source: str, depth: int = 0) -> Any:
+    """``values`` unchanged when no table or list in it is nested deeper than MAX_TOML_DEPTH."""
+    if depth > MAX_TOML_DEPTH:
+        raise GenkitError(f"{source}: nested deeper than {MAX_TOML_DEPTH} levels")
+    children = values.values() if isinstance(values, dict) else values if isinstance(values, list) else ()
+    for child in children:
+        checked_depth(child, source, depth + 1)
+    return values
 
 
 def parse_assignment(text: str) -> dict[str, Any]:
@@ -198,11 +220,15 @@ def parse_assignment(text: str) -> dict[str, Any]:
     key = key.strip()
     if not sep or not key:
         raise GenkitError(f"--set expects key=value, got '{text}'")
+    if len(text) > MAX_TOML_BYTES:
+        raise GenkitError(f"--set {key}=...: the value is larger than {MAX_TOML_BYTES >> 20} MiB")
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()
-    return nest(key, value)
+    except RecursionError:
+        raise GenkitError(f"--set {key}=...: nested deeper than {MAX_TOML_DEPTH} levels") from None
+    return checked_depth(nest(key, value), f"--set {key}=...")
 
 
 # ----------------------------------------------------------------------------- presets

@@ -14,5 +14,14 @@ class TrainingInterrupted(GenkitError):
         self.run_path = run_path
 
 
+class GenkitWarning(UserWarning):
+    """Something went wrong that genkit worked around (a plugin skipped, a logger disabled): the
+    CLI prints it as one line."""
+
+
+class LoggerWarning(GenkitWarning):
+    """A training logger failed and was disabled; metrics.jsonl still has every record."""
+
+
 class TrainingDiverged(GenkitError):
     """The loss became NaN or infinite; the last good checkpoint was kept."""

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 
 import pluggy
 
-from genkit.errors import GenkitError
+from genkit.errors import GenkitError, GenkitWarning
 from genkit.hookspecs import CoreHooks, specs_of
 from genkit.kinds import CORE_KINDS, Kind
 from genkit.registry import Registries
@@ -30,7 +30,7 @@ ENV_VAR = "GENKIT_PLUGINS"
 BUILTIN_DISTRIBUTION = "genkit"
 
 
-class PluginWarning(UserWarning):
+class PluginWarning(GenkitWarning):
     """A third-party plugin could not be loaded; the others still are."""
 
 
@@ -101,6 +101,11 @@ class PluginSet:
         """Register one plugin object; a misspelled hook unregisters it with a warning."""
         module = getattr(plugin, "__name__", type(plugin).__name__)
         self.info[name] = PluginInfo(name, module, builtin, version, distribution)
+        if self.manager.is_registered(plugin):  # two entry points aimed at one module
+            first = self.manager.get_name(plugin)
+            self.info[name].error = f"skipped: its module {module} is already loaded as plugin '{first}'"
+            warnings.warn(f"plugin '{name}' {self.info[name].error}", PluginWarning, stacklevel=2)
+            return False
         self.declare_kinds(plugin)
         self.manager.register(plugin, name=name)
         try:
@@ -117,15 +122,22 @@ class PluginSet:
         found = entry_points()
         _warn_missing(allowed, found)
         imported = []
-        for entry_point in found:
+        taken = set()
+        for entry_point in sorted(found, key=lambda ep: not _is_builtin(ep)):  # built-ins keep their names
             builtin = _is_builtin(entry_point)
             if not builtin and allowed is not None and entry_point.name not in allowed:
                 continue
-            if self.manager.has_plugin(entry_point.name):
+            if self.manager.has_plugin(entry_point.name) or entry_point.name in taken:
+                if not builtin:
+                    warnings.warn(
+                        f"plugin '{entry_point.name}' ({entry_point.value}, {_package(entry_point)[1] or 'unknown package'}) skipped: "
+                        f"the name is taken by another plugin", PluginWarning, stacklevel=2,
+                    )
                 continue
+            taken.add(entry_point.name)
             try:
                 plugin = entry_point.load()
-            except Exception as error:  # a broken third-party plugin must not stop the others
+            except (Exception, SystemExit) as error:  # a broken third-party plugin must not stop the others
                 message = f"failed to import ({entry_point.value}): {type(error).__name__}: {error}"
                 self.info[entry_point.name] = PluginInfo(entry_point.name, entry_point.value, builtin, *_package(entry_point), error=message)
                 warnings.warn(f"plugin '{entry_point.name}' {message}", PluginWarning, stacklevel=2)

@@ -92,8 +92,13 @@ def parts(kind: str, names: tuple[str, ...] = (), help: str = ""):
 
 
 def options_class(factory: Any) -> type | None:
-    """The options dataclass of a factory (its nested ``Config``), or None when it takes none."""
-    return getattr(factory, "Config", None)
+    """The options dataclass of a factory (its nested ``Config``), or None when it takes none; a
+    ``Config`` that is not a dataclass is the fault of the plugin that registered the factory."""
+    cls = getattr(factory, "Config", None)
+    if cls is not None and not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        name = f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', factory)}"
+        raise GenkitError(f"{name}.Config is not a dataclass: a fault of the plugin that registers it (its options cannot be read)")
+    return cls
 
 
 # ----------------------------------------------------------------------------- reading

@@ -3,6 +3,7 @@
 import json
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -111,3 +112,20 @@ def test_installed_command_runs_in_a_subprocess():
     result = subprocess.run([executable, "plugins", "--json"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "ict" in {row["name"] for row in json.loads(result.stdout)}
+
+
+def test_ctrl_c_while_the_command_line_imports_ends_quietly():
+    """A SIGINT that arrives while torch and the commands import: 'interrupted', exit 130, no traceback."""
+    interrupt_on_import = (
+        "import importlib.abc, os, signal, sys\n"
+        "class Interrupt(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'genkit.cli.main':\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "from genkit.cli.entry import run\n"
+        "run()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", interrupt_on_import, "--version"], capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stderr) == (130, "interrupted\n")

@@ -123,3 +123,18 @@ def test_settings_that_would_fail_later_are_refused_up_front(registries, assignm
 def test_an_error_in_a_list_item_names_the_layer_that_set_the_list(registries):
     with pytest.raises(GenkitError, match=r"eval.metrics\[1\]: unknown evaluator 'nope'.*\(--set eval.metrics="):
         configuration.load_config(registries, "toy2d", assignments=["eval.metrics=['swd', 'nope']"])
+
+
+def test_what_is_read_is_bounded_in_size_and_depth(registries, tmp_path):
+    deep = tmp_path / "deep.toml"
+    deep.write_text("x = " + "{a = " * 3000 + "1" + "}" * 3000 + "\n")
+    with pytest.raises(GenkitError, match="deep.toml: nested deeper than 16 levels"):
+        configuration.load_config(registries, "toy2d", config_file=deep)
+    with pytest.raises(GenkitError, match=r"--set a=...: nested deeper than 16 levels"):
+        configuration.load_config(registries, "toy2d", assignments=["a=" + "[" * 3000 + "]" * 3000])
+    with pytest.raises(GenkitError, match="/dev/zero is not a regular file"):
+        configuration.load_config(registries, "toy2d", config_file="/dev/zero")
+    big = tmp_path / "big.toml"
+    big.write_text("# padding\n" * 200_000)
+    with pytest.raises(GenkitError, match="big.toml is larger than 1 MiB"):
+        configuration.load_config(registries, "toy2d", config_file=big)

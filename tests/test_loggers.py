@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from genkit import config as configuration
 from genkit import hookimpl, plugins
 from genkit.api import load
-from genkit.errors import GenkitError
+from genkit.errors import GenkitError, LoggerWarning
 from genkit.cli.main import build_app
 from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder
@@ -68,6 +68,21 @@ def test_a_plugin_logger_gets_every_record_of_metrics_jsonl_and_is_closed(with_f
     assert logger.records == list(run.metrics())
     assert [r["step"] for r in logger.records if "eval" in r] == [10, 20]
     assert {"step", "loss", "elapsed_s", "num_levels", "distance"} <= set(logger.records[0])
+
+
+def test_a_logger_that_raises_is_disabled_with_a_warning_and_the_run_goes_on(with_fake_logger, tmp_path, monkeypatch):
+    calls = []
+
+    def broken_log(self, record):
+        calls.append(record["step"])
+        raise ConnectionError("tracker unreachable")
+
+    monkeypatch.setattr(FakeLogger, "log", broken_log)
+    run = RunFolder(tmp_path / "run")
+    with pytest.warns(LoggerWarning, match="logger FakeLogger disabled: its log\\(\\) failed \\(ConnectionError: tracker unreachable\\)"):
+        Trainer(tiny(with_fake_logger, extra=['train.loggers=["fake"]']), run, with_fake_logger).train()
+    assert calls == [5]  # disabled after its first failure
+    assert [r["step"] for r in run.metrics()] == [5, 10, 15, 20] and FakeLogger.built[0].closed == 1
 
 
 def test_a_run_logged_by_a_plugin_loads_without_that_plugin(with_fake_logger, tmp_path, monkeypatch):

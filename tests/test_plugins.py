@@ -33,7 +33,7 @@ class FakeEntryPoint:
         self.dist = types.SimpleNamespace(metadata={"Name": dist_name}, version="9.9")
 
     def load(self):
-        if isinstance(self._target, Exception):
+        if isinstance(self._target, BaseException):
             raise self._target
         return self._target
 
@@ -247,3 +247,51 @@ def test_use_of_a_broken_plugin_is_an_error_and_leaves_nothing_behind(fake_entry
         with plugins.use(typo):
             pass
     assert "typo" not in plugins.load().info and not plugins.load().manager.has_plugin("typo")
+
+
+# ----------------------------------------------------------------------------- loading faults are one warning each
+
+
+def test_two_entry_points_of_one_module_load_it_once(fake_entry_points):
+    module = make_plugin("mine", register_methods=register_method)
+    fake_entry_points(FakeEntryPoint("mine", module), FakeEntryPoint("again", module))
+    with pytest.warns(plugins.PluginWarning, match="plugin 'again' skipped: its module mine is already loaded as plugin 'mine'"):
+        loaded = fresh()
+    assert loaded.registries.methods.entry("my-method").plugin == "mine"
+
+
+def test_an_entry_point_aimed_at_a_built_in_module_is_skipped(fake_entry_points):
+    import genkit_toy
+
+    fake_entry_points(FakeEntryPoint("toy-again", genkit_toy))
+    with pytest.warns(plugins.PluginWarning, match="plugin 'toy-again' skipped: its module genkit_toy is already loaded as plugin 'toy'"):
+        loaded = fresh()
+    assert loaded.registries.networks.entry("mlp").plugin == "toy"
+
+
+def test_a_third_party_entry_point_named_like_a_built_in_does_not_displace_it(fake_entry_points, monkeypatch):
+    impostor = FakeEntryPoint("toy", make_plugin("impostor", register_methods=register_method))
+    real = [ep for ep in importlib.metadata.entry_points(group="genkit") if plugins._is_builtin(ep)]
+    monkeypatch.setattr(plugins, "entry_points", lambda: [impostor, *real])  # found first
+    plugins.reset()
+    with pytest.warns(plugins.PluginWarning, match="plugin 'toy' .*third-party.* skipped: the name is taken"):
+        loaded = fresh()
+    assert loaded.registries.networks.entry("mlp").plugin == "toy" and "my-method" not in loaded.registries.methods
+
+
+def test_a_plugin_that_exits_at_import_is_skipped(fake_entry_points):
+    fake_entry_points(FakeEntryPoint("quitter", SystemExit(3)), FakeEntryPoint("mine", make_plugin("mine", register_methods=register_method)))
+    with pytest.warns(plugins.PluginWarning, match="plugin 'quitter' failed to import .*SystemExit"):
+        loaded = fresh()
+    assert "my-method" in loaded.registries.methods
+
+
+def test_a_component_whose_config_is_not_a_dataclass_is_named_in_one_line(registries):
+    from genkit.schema import Parser
+
+    class Odd:
+        class Config:  # not a dataclass
+            width = 3
+
+    with pytest.raises(GenkitError, match=r"Odd.Config is not a dataclass: a fault of the plugin that registers it"):
+        Parser(registries).options(Odd, {"width": 4}, "network")

@@ -10,8 +10,7 @@ import warnings
 import typer
 from rich.console import Console
 
-from genkit.errors import GenkitError, TrainingInterrupted
-from genkit.plugins import PluginWarning
+from genkit.errors import GenkitError, GenkitWarning, TrainingInterrupted
 
 console = Console()
 error_console = Console(stderr=True)
@@ -71,7 +70,7 @@ def show_plugin_warnings_as_lines() -> None:
     original = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, PluginWarning):
+        if issubclass(category, GenkitWarning):
             error_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
         else:
             original(message, category, filename, lineno, file, line)

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import signal
 import threading
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
@@ -17,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from genkit.build import build
 from genkit.config import Config
-from genkit.errors import GenkitError, TrainingDiverged, TrainingInterrupted  # noqa: F401  (re-exported)
+from genkit.errors import GenkitError, LoggerWarning, TrainingDiverged, TrainingInterrupted  # noqa: F401  (re-exported)
 from genkit.evaluation import build_evaluators, draw_samples, reference_data, score
 from genkit.pictures import save_samples_picture
 from genkit.nn import rng
@@ -128,8 +130,14 @@ class Trainer:
     def _write_record(self, record: dict) -> None:
         """A line of metrics.jsonl, and the same record to every logger (rank 0 only)."""
         self.run.append_metrics(record)
-        for logger in self.loggers:
-            logger.log(record)
+        for logger in list(self.loggers):
+            try:
+                logger.log(record)
+            except Exception as error:  # a logger's fault must not cost the run: metrics.jsonl has it all
+                self.loggers.remove(logger)
+                with contextlib.suppress(Exception):
+                    logger.close()
+                warnings.warn(f"logger {type(logger).__name__} disabled: its log() failed ({type(error).__name__}: {error}); metrics.jsonl keeps every record", LoggerWarning, stacklevel=2)
 
     # ------------------------------------------------------------------ checkpoints
 
