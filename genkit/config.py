@@ -318,6 +318,57 @@ def _check_method_tables(layers: Layers, registries, methods: dict) -> None:
             raise GenkitError(f"methods.{name}: {registries.methods.unknown_message(name)} ({source})")
 
 
+# ----------------------------------------------------------------------------- what a trained function depends on
+
+# Keys that change how a run is watched, stored or extended, not the function it trains (the
+# data's location aside from the data itself): a resumed run may differ in them.
+RESUMABLE_CHANGES = (
+    "train.steps", "train.log_every", "train.checkpoint_every", "train.keep_snapshots", "train.eval_every",
+    "train.eval_samples", "train.grid_every", "train.device", "train.threads", "train.loggers", "sample", "eval",
+    "data.root", "data.path",
+)
+# What a sampled model is: the sampler's method, its network, the noise levels and the data's shape.
+SAMPLED_FUNCTION = ("method", "network", "noise", "data.name")
+
+
+def differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two plain configs (``Config.to_dict()``)."""
+    found = []
+    for key in sorted(set(saved) | set(current), key=str):
+        dotted = f"{prefix}{key}"
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += differences(a, b, dotted + ".")
+        elif a != b:
+            found.append(dotted)
+    return found
+
+
+def _under(dotted: str, keys: tuple[str, ...]) -> bool:
+    return any(dotted == key or dotted.startswith(key + ".") for key in keys)
+
+
+def check_same_function(saved: dict[str, Any] | None, current: Config, what: str, resuming: bool) -> None:
+    """Refuse a checkpoint whose saved config trained another function than ``current`` describes
+    (another method's checkpoint copied in, an edited config.toml), naming the differing keys.
+    ``resuming``: everything but RESUMABLE_CHANGES must agree; else only SAMPLED_FUNCTION."""
+    if not isinstance(saved, dict):  # checkpoints written before configs were saved in them
+        return
+    found = differences(saved, current.to_dict())
+    if resuming:
+        found = [key for key in found if not _under(key, RESUMABLE_CHANGES) and not _other_method(key, current.method)]
+    else:
+        found = [key for key in found if _under(key, SAMPLED_FUNCTION)]
+    if found:
+        shown = ", ".join(found[:6]) + (f" and {len(found) - 6} more" if len(found) > 6 else "")
+        raise GenkitError(f"{what} was trained with another config: {shown} differ{'s' if len(found) == 1 else ''}")
+
+
+def _other_method(dotted: str, method: str) -> bool:
+    """Options of methods the run does not train (a preset may carry them) do not matter."""
+    return dotted.startswith("methods.") and not dotted.startswith(f"methods.{method}.") and dotted != f"methods.{method}"
+
+
 def config_layers(
     registries,
     preset: str | None = None,

@@ -34,6 +34,7 @@ def export_run(run: str | Path, registries, out: str | Path | None = None, file_
     folder = RunFolder(run)
     resolved = folder.read_config(registries, lenient=configuration.TRAINING_ONLY | {"evaluators"})
     state = checkpoint.load(folder.checkpoint_path)
+    configuration.check_same_function(state.get("config"), resolved, f"checkpoint {folder.checkpoint_path}", resuming=False)
     metadata = {
         "format": "pt",  # the safetensors convention for torch tensors (transformers checks it)
         "genkit_version": genkit.__version__,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from genkit.build import Built, build, pick_device
-from genkit.config import TRAINING_ONLY
+from genkit.config import TRAINING_ONLY, check_same_function
 from genkit.training import checkpoint
 from genkit.training.run import RunFolder
 
@@ -35,6 +35,7 @@ def load_trained(run_path, registries, device: torch.device | None = None) -> Tr
     device = device or pick_device("auto")
     built = build(config, registries, device)
     state = checkpoint.load(run.checkpoint_path, map_location=device)
+    check_same_function(state.get("config"), config, f"checkpoint {run.checkpoint_path}", resuming=False)
     model = copy.deepcopy(built.method.model).eval().requires_grad_(False)
     checkpoint.restore(state, {"method": built.method, "ema": model}, f"checkpoint {run.checkpoint_path} does not match {run.config_path}")
     return TrainedModel(built, model, int(state["step"]), float(state.get("elapsed_s", 0.0)))

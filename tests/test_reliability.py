@@ -1,6 +1,7 @@
 """Hostile and clumsy use: no lost runs, no silent divergence, one-line errors instead of tracebacks."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -169,7 +170,37 @@ def test_broken_files_in_a_run_folder_are_one_line_errors(trained_run):
 def test_a_checkpoint_of_another_network_names_the_first_mismatch(trained_run):
     text = (trained_run / "config.toml").read_text().replace("width = 32", "width = 48")
     (trained_run / "config.toml").write_text(text)
+    assert_one_line_error(invoke("sample", trained_run), "was trained with another config: network.width differs")
+    state = checkpoint.load(trained_run / "checkpoint.pt")
+    del state["config"]  # as checkpoints written before configs were saved in them
+    torch.save(state, trained_run / "checkpoint.pt")
     assert_one_line_error(invoke("sample", trained_run), "'model.net.blocks.0.layers.0.bias' has shape (32,) in the checkpoint, (48,) in this config's model")
+
+
+def test_another_methods_checkpoint_of_the_same_shapes_is_refused(tiny_config, registries, trained_run, tmp_path):
+    Trainer(tiny_config("edm", steps=10), RunFolder(tmp_path / "edm"), registries).train()
+    shutil.copy(tmp_path / "edm" / "checkpoint.pt", trained_run / "checkpoint.pt")
+    for command in (["sample", trained_run], ["export", trained_run], ["train", "--resume", "--out", trained_run, "--steps", "20"]):
+        assert_one_line_error(invoke(*command), "was trained with another config: method")
+
+
+@pytest.mark.parametrize(
+    "edit, refused",
+    [
+        (("seed = 0", "seed = 1"), "seed differs"),
+        (("lr = 0.001", "lr = 0.002"), "train.lr differs"),
+        (("log_every = 5", "log_every = 2"), None),  # how the run is watched, not what it trains
+    ],
+)
+def test_an_edited_config_is_resumed_only_when_the_trained_function_is_the_same(trained_run, edit, refused):
+    text = (trained_run / "config.toml").read_text()
+    assert edit[0] in text
+    (trained_run / "config.toml").write_text(text.replace(edit[0], edit[1]))
+    result = invoke("train", "--resume", "--out", trained_run, "--steps", "12")
+    if refused:
+        assert_one_line_error(result, refused)
+    else:
+        assert result.exit_code == 0, result.output
 
 
 @pytest.mark.parametrize(

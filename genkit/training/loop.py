@@ -18,7 +18,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from genkit.build import build
-from genkit.config import Config
+from genkit.config import Config, check_same_function
 from genkit.errors import GenkitError, LoggerWarning, TrainingDiverged, TrainingInterrupted  # noqa: F401  (re-exported)
 from genkit.evaluation import build_evaluators, draw_samples, reference_data, score
 from genkit.pictures import save_samples_picture
@@ -183,6 +183,7 @@ class Trainer:
 
     def restore(self) -> None:
         state = checkpoint.load(self.run.checkpoint_path, map_location=self.device)
+        check_same_function(state.get("config"), self.config, f"checkpoint {self.run.checkpoint_path}", resuming=True)
         context = f"checkpoint {self.run.checkpoint_path} does not match this run's config"
         parts = {"method": self.method, "ema": self.ema, "optimizer": self.optimizer, "log_window": self.window}
         checkpoint.restore(state, parts, context)
