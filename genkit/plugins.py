@@ -153,6 +153,8 @@ class PluginSet:
         name. A plugin whose hook raises, or that registers a name already taken, is skipped
         whole with a warning; built-in plugins go first, so they keep their names."""
         self.registries = Registries(tuple(self.kinds.values()))
+        for info in self.info.values():
+            info.registered = {}
         names = [n for n in self.info if not self.info[n].error] + [
             n for n, _ in self.manager.list_name_plugin() if n not in self.info
         ]
