@@ -118,7 +118,7 @@ def test_two_ranks_stay_identical_and_resume_exactly(tmp_path):
 
     # a single process cannot take over a two-process checkpoint
     registries = plugins.registries()
-    config = configuration.load_config(registries, "toy2d", assignments=TINY, flags={"train.steps": 8})
+    config = RunFolder(straight).read_config(registries)  # the same config, one process
     with pytest.raises(GenkitError, match="written by 2 process"):
         Trainer(config, RunFolder(straight), registries, resume=True)
 

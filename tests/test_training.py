@@ -51,8 +51,9 @@ def test_ctrl_c_mid_step_finishes_the_step_saves_and_resumes_exactly(tiny_config
 
     interrupted = Trainer(config, RunFolder(tmp_path / "run"), registries)
     interrupt_inside_step(interrupted, at_step=7)
-    with pytest.raises(TrainingInterrupted, match="interrupted at step 8.*--resume"):
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 8") as stop:
         interrupted.train()
+    assert stop.value.run_path == tmp_path / "run"  # the CLI adds the resume command for it
     resumed = Trainer(config, RunFolder(tmp_path / "run"), registries, resume=True)
     assert resumed.step == 8
     resumed.train()
