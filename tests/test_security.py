@@ -85,3 +85,23 @@ def test_an_npz_of_pickled_objects_is_refused(tmp_path):
         formats.npz_member(tmp_path / "a.npz", "data")
     assert not (tmp_path / "it-ran").exists()
 
+
+# ----------------------------------------------------------------------------- 6. TOML strings
+
+
+def test_every_control_character_round_trips_through_toml():
+    text = "".join(map(chr, range(0x20))) + "\x7f" + "\"quoted\" back\\slash \\u0041 'single' é 日本 😀"
+    values = {"data": {"root": text, "paths": [text, "a\nb"]}, "weird key\n": "x", "é": "bare keys are ASCII"}
+    assert tomllib.loads(to_toml(values)) == values
+    for code in [*range(0x20), 0x7F]:
+        assert tomllib.loads(to_toml({"s": chr(code)})) == {"s": chr(code)}
+
+
+def test_a_newline_in_a_path_leaves_a_readable_run(tmp_path, registries):
+    from genkit import config as configuration
+
+    root = str(tmp_path / "data\nroot\t\x1b[31m")
+    config = configuration.load_config(registries, "fmnist", assignments=[f"data.root={json.dumps(root)}"])
+    RunFolder(tmp_path / "run").write_config(config)
+    assert str(RunFolder(tmp_path / "run").read_config(registries).data.options.root) == root
+
