@@ -12,6 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from genkit import files
 from genkit.errors import GenkitError, TrainingDiverged
 from genkit.schema import to_toml
 from genkit.training import checkpoint, lock
@@ -83,7 +84,79 @@ def test_an_npz_of_pickled_objects_is_refused(tmp_path):
     np.savez(tmp_path / "a.npz", data=np.array([RunsACommand(tmp_path / "it-ran")], dtype=object))
     with pytest.raises(GenkitError):
         formats.npz_member(tmp_path / "a.npz", "data")
+    with pytest.raises(GenkitError):
+        files.read_npz(tmp_path / "a.npz")
     assert not (tmp_path / "it-ran").exists()
+
+
+# ----------------------------------------------------------------------------- 2. planted links
+
+
+def test_a_lock_file_planted_as_a_link_leaves_its_target_alone(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / lock.LOCK_FILE).symlink_to(victim)
+    with pytest.raises(GenkitError, match="symbolic link") as error:
+        lock.acquire(tmp_path / "run")
+    one_line(error)
+    assert victim.read_text() == "precious\n"
+    os.unlink(tmp_path / "run" / lock.LOCK_FILE)
+    os.link(victim, tmp_path / "run" / lock.LOCK_FILE)  # a hard link reaches the same contents
+    with pytest.raises(GenkitError, match="not a regular file of its own"):
+        lock.acquire(tmp_path / "run")
+    assert victim.read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("name", ["metrics.jsonl", "config.toml", "checkpoint.pt"])
+def test_resume_refuses_a_run_file_planted_as_a_link(trained_run, registries, tmp_path, name):
+    config = RunFolder(trained_run).read_config(registries)
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes((trained_run / name).read_bytes())
+    before = victim.read_bytes()
+    (trained_run / name).unlink()
+    (trained_run / name).symlink_to(victim)
+    with pytest.raises(GenkitError, match="symbolic link") as error:
+        Trainer(config, RunFolder(trained_run), registries, resume=True).train()
+    one_line(error)
+    assert victim.read_bytes() == before
+
+
+def test_metrics_are_never_appended_or_cut_through_a_link(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text('{"step": 99}\n')
+    folder = RunFolder(tmp_path / "run")
+    folder.path.mkdir()
+    folder.metrics_path.symlink_to(victim)
+    with pytest.raises(GenkitError, match="symbolic link"):
+        folder.append_metrics({"step": 1})
+    with pytest.raises(GenkitError, match="symbolic link"):
+        folder.truncate_metrics(0)
+    assert victim.read_text() == '{"step": 99}\n'
+
+
+def test_atomic_writes_follow_the_umask_and_leave_no_temporary_file(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        checkpoint.save_atomic({"step": 1}, tmp_path / "checkpoint.pt")
+        files.write_atomic(tmp_path / "a.json", "{}")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "checkpoint.pt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "checkpoint.pt"]
+
+
+def test_one_atomic_writer_in_the_code_base():
+    """Renames and temporary files live in genkit/files.py only, so every write gets its checks."""
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for path in [*root.glob("genkit/**/*.py"), *root.glob("plugins/**/*.py")]:
+        if path.name == "files.py" and path.parent.name == "genkit":
+            continue
+        text = path.read_text()
+        found += [f"{path.relative_to(root)}: {word}" for word in ("os.replace(", "os.rename(", "mkstemp(", "NamedTemporaryFile(") if word in text]
+    assert found == []
 
 
 # ----------------------------------------------------------------------------- 6. TOML strings
@@ -105,3 +178,71 @@ def test_a_newline_in_a_path_leaves_a_readable_run(tmp_path, registries):
     RunFolder(tmp_path / "run").write_config(config)
     assert str(RunFolder(tmp_path / "run").read_config(registries).data.options.root) == root
 
+
+# ----------------------------------------------------------------------------- 13. damaged files
+
+
+def test_resume_drops_a_metrics_line_cut_short_by_a_kill(trained_run, registries):
+    with open(trained_run / "metrics.jsonl", "a") as log:
+        log.write('{"step": 10, "lo')
+    config = RunFolder(trained_run).read_config(registries)
+    Trainer(config, RunFolder(trained_run), registries, resume=True).close()
+    assert [r["step"] for r in RunFolder(trained_run).metrics()] == [5, 10]
+
+
+def test_damaged_metrics_are_one_line(trained_run, registries):
+    (trained_run / "metrics.jsonl").write_bytes(b'{"step": 5}\n\xff\xfe\n{"step": 10}\n')
+    config = RunFolder(trained_run).read_config(registries)
+    with pytest.raises(GenkitError, match="metrics.jsonl is not JSON lines: line 2") as error:
+        Trainer(config, RunFolder(trained_run), registries, resume=True)
+    one_line(error)
+    assert_one_line_error(invoke("curves", trained_run), "line 2")
+
+
+@pytest.mark.parametrize("damage", [b'[{"step": 10, "ste', b"\xff\xfe", b'{"a": 1}'])
+def test_a_damaged_eval_json_is_one_line(trained_run, damage):
+    (trained_run / "eval.json").write_bytes(damage)
+    assert_one_line_error(invoke("eval", trained_run, "--num", 8), "eval.json is damaged")
+    assert (trained_run / "eval.json").read_bytes() == damage  # the user's records are not replaced
+
+
+def test_a_damaged_statistics_cache_is_computed_again(tmp_path, monkeypatch):
+    from genkit.evaluation import cache
+
+    monkeypatch.setenv("GENKIT_CACHE", str(tmp_path))
+    key = {"data": "toy", "split": "test"}
+    cache.cached(key, lambda: {"mu": np.ones(2)})
+    [stored] = list((tmp_path / "stats").glob("*.npz"))
+    stored.write_bytes(stored.read_bytes()[:40])  # cut short
+    again = cache.cached(key, lambda: {"mu": np.full(2, 2.0)})
+    assert again["mu"].tolist() == [2.0, 2.0]
+    assert cache.cached(key, lambda: pytest.fail("computed a third time"))["mu"].tolist() == [2.0, 2.0]
+
+
+def test_damaged_bench_caches_are_computed_again(tmp_path):
+    from genkit_bench import runner
+
+    (tmp_path / runner.WALL_FILE).write_bytes(b'{"invocations_s": [1.0, 2')
+    assert runner._add_wall_time(tmp_path, 3.0) == 3.0
+    assert json.loads((tmp_path / runner.WALL_FILE).read_text()) == {"invocations_s": [3.0]}
+
+
+@pytest.mark.parametrize("damage", [b"", b'{"a": ', b"\xff", b'"text"'])
+def test_the_json_readers_turn_damage_into_one_line(tmp_path, damage):
+    (tmp_path / "x.json").write_bytes(damage)
+    if damage == b'"text"':
+        assert files.read_json(tmp_path / "x.json") == "text"
+        return
+    with pytest.raises(GenkitError, match="x.json is damaged") as error:
+        files.read_json(tmp_path / "x.json")
+    one_line(error)
+    assert files.read_cached_json(tmp_path / "x.json") is None
+
+
+def test_partial_checkpoints_left_by_a_kill_do_not_bother_readers(trained_run, registries):
+    (trained_run / ".checkpoint.pt.k3j2x1z0").write_bytes(b"\0" * 100)
+    assert invoke("sample", trained_run, "--num", 8).exit_code == 0
+    assert invoke("eval", trained_run, "--num", 8).exit_code == 0
+    assert (trained_run / ".checkpoint.pt.k3j2x1z0").exists()  # readers leave it; the next training start removes it
+    Trainer(RunFolder(trained_run).read_config(registries), RunFolder(trained_run), registries, resume=True).close()
+    assert not list(trained_run.glob(".checkpoint.pt.*"))

@@ -2,45 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from genkit import files
 from genkit.errors import GenkitError
 
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file beside ``path``, then rename: a crash leaves the old file whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(state, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-        _sync_folder(path.parent)  # the rename itself survives a power cut
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _sync_folder(folder: Path) -> None:
-    try:
-        handle = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms that cannot open folders
-        return
-    try:
-        os.fsync(handle)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(handle)
+    """Write to a temporary file beside ``path``, then rename: a crash leaves the old file whole
+    (a kill can leave the temporary ``.checkpoint.pt.XXXXXXXX``; readers ignore it, the next
+    training start removes it)."""
+    files.write_atomic(path, lambda file: torch.save(state, file), sync=True)
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

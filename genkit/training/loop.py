@@ -167,11 +167,11 @@ class Trainer:
             window_loss = self.dist.mean(self.window.loss_sum).item()
         if math.isfinite(window_loss):
             return
+        raise TrainingDiverged(f"training diverged: a loss was NaN or infinite by step {self.step}; {self._kept()}")
+
+    def _kept(self) -> str:
         kept = f"the last good checkpoint (step {self.saved_step}) is kept" if self.saved_step else "no checkpoint was written"
-        raise TrainingDiverged(
-            f"training diverged: a loss was NaN or infinite by step {self.step}; {kept} in {self.run.path}. "
-            f"Lower train.lr or set train.grad_clip"
-        )
+        return f"{kept} in {self.run.path}. Lower train.lr or set train.grad_clip"
 
     def restore(self) -> None:
         state = checkpoint.load(self.run.checkpoint_path, map_location=self.device)

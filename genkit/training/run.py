@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
 from genkit import config as configuration
+from genkit import files
 from genkit.errors import GenkitError
 from genkit.training import lock
 
@@ -76,29 +75,25 @@ class RunFolder:
         extra space until checkpoint.pt is replaced), keeping it and the ``keep`` before it.
         Training only ever reads checkpoint.pt, so resuming ignores these."""
         folder = self.snapshots_path
+        files.refuse_link(folder)  # old snapshots are deleted there: never in a folder elsewhere
         folder.mkdir(exist_ok=True)
         target = folder / f"step-{step:07d}.pt"
-        partial = folder / f".{target.name}.partial"
-        partial.unlink(missing_ok=True)
-        try:
-            os.link(self.checkpoint_path, partial)
-        except OSError:  # file systems without hard links
-            shutil.copyfile(self.checkpoint_path, partial)
-        os.replace(partial, target)  # a save at the same step again (the final one) replaces it
+        files.link_atomic(self.checkpoint_path, target)  # a save at the same step again (the final one) replaces it
         earlier = [path for at, path in self.snapshots() if at < step]
         for old in earlier[: max(len(earlier) - keep, 0)]:
             old.unlink(missing_ok=True)
         return target
 
     def remove_partial_checkpoints(self) -> None:
-        """Temporary files of a checkpoint write that a kill interrupted."""
-        for partial in self.path.glob(f".{CHECKPOINT_FILE}.*"):
-            partial.unlink(missing_ok=True)
+        """Temporary files of a write that a kill interrupted (``.checkpoint.pt.XXXXXXXX``...);
+        readers never look at them, the next training start removes them."""
+        for name in (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE):
+            for partial in self.path.glob(f".{name}.*"):
+                partial.unlink(missing_ok=True)
 
     def write_config(self, resolved: configuration.Config) -> None:
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self.config_path.write_text(CONFIG_HEADER + configuration.to_toml(resolved.to_dict()))
+            files.write_atomic(self.config_path, CONFIG_HEADER + configuration.to_toml(resolved.to_dict()))
         except OSError as error:
             raise GenkitError(f"cannot write the run folder {self.path}: {error.strerror}") from None
 
@@ -117,20 +112,17 @@ class RunFolder:
         return configuration.resolve(layers, registries, lenient)
 
     def append_metrics(self, record: dict[str, Any]) -> None:
-        with self.metrics_path.open("a") as handle:
-            handle.write(json.dumps(_finite_or_null(record), allow_nan=False) + "\n")
+        files.append_text(self.metrics_path, json.dumps(_finite_or_null(record), allow_nan=False) + "\n")
 
-    def metrics(self) -> Iterator[dict[str, Any]]:
-        if not self.metrics_path.is_file():
-            return
-        for line in self.metrics_path.read_text().splitlines():
-            if line.strip():
-                yield json.loads(line)
+    def metrics(self, drop_cut_tail: bool = False) -> Iterator[dict[str, Any]]:
+        """The records of metrics.jsonl (none when missing); a damaged line is one GenkitError."""
+        return files.read_jsonl(self.metrics_path, drop_cut_tail)
 
     def truncate_metrics(self, after_step: int) -> None:
-        """Drop records past the checkpoint being resumed, so the log matches the weights."""
-        kept = [r for r in self.metrics() if r.get("step", 0) <= after_step]
-        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        """Drop records past the checkpoint being resumed, so the log matches the weights; a last
+        line cut short by a kill mid-write goes too."""
+        kept = [r for r in self.metrics(drop_cut_tail=True) if not isinstance(r, dict) or r.get("step", 0) <= after_step]
+        files.write_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _finite_or_null(value: Any) -> Any:
