@@ -17,7 +17,7 @@ from genkit.errors import GenkitError, TrainingDiverged
 from genkit.schema import to_toml
 from genkit.training import checkpoint, lock
 from genkit.training.loop import Trainer
-from genkit.training.run import RunFolder
+from genkit.training.run import CONFIG_HEADER, MARKER_FILE, RunFolder
 
 from conftest import TINY, assert_one_line_error
 
@@ -159,6 +159,35 @@ def test_one_atomic_writer_in_the_code_base():
     assert found == []
 
 
+# ----------------------------------------------------------------------------- 3. a user's folder is no run
+
+
+def test_a_folder_of_user_files_with_a_genkit_config_is_not_taken_for_a_run(tmp_path, registries, tiny_config, trained_run):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "config.toml").write_text((trained_run / "config.toml").read_text())  # a copy, header and all
+    (notes / "notes.txt").write_text("mine\n")
+    (notes / "metrics.jsonl").write_text('{"step": 1, "mine": true}\n')
+    config = tiny_config("ict", steps=4)
+    with pytest.raises(GenkitError, match="not empty and not a genkit run folder") as error:
+        Trainer(config, RunFolder(notes), registries)
+    one_line(error)
+    assert (notes / "metrics.jsonl").read_text() == '{"step": 1, "mine": true}\n'
+    assert (notes / "config.toml").read_text() == (trained_run / "config.toml").read_text()
+    assert_one_line_error(invoke("train", "--steps", 2, "--out", notes, *[f"--set={s}" for s in TINY]), "not a genkit run folder")
+
+
+def test_a_run_is_marked_first_and_runs_without_the_mark_still_work(trained_run, registries):
+    assert (trained_run / MARKER_FILE).is_file()
+    (trained_run / MARKER_FILE).unlink()  # a run from before the marker: checkpoint.pt and config.toml
+    assert invoke("sample", trained_run, "--num", 8).exit_code == 0
+    config = RunFolder(trained_run).read_config(registries)
+    config.train.steps = 12
+    trainer = Trainer(config, RunFolder(trained_run), registries, resume=True)
+    trainer.train()
+    assert checkpoint.load(trained_run / "checkpoint.pt")["step"] == 12
+
+
 # ----------------------------------------------------------------------------- 6. TOML strings
 
 
@@ -177,6 +206,19 @@ def test_a_newline_in_a_path_leaves_a_readable_run(tmp_path, registries):
     config = configuration.load_config(registries, "fmnist", assignments=[f"data.root={json.dumps(root)}"])
     RunFolder(tmp_path / "run").write_config(config)
     assert str(RunFolder(tmp_path / "run").read_config(registries).data.options.root) == root
+
+
+# ----------------------------------------------------------------------------- 7. unwritable run files
+
+
+def test_a_checkpoint_path_that_is_a_folder_fails_before_training(tiny_config, registries, tmp_path):
+    config = tiny_config("ict", steps=20)
+    Trainer(config, RunFolder(tmp_path / "run"), registries).close()  # a run that never saved
+    (tmp_path / "run" / "checkpoint.pt").mkdir()
+    with pytest.raises(GenkitError, match="checkpoint.pt is not a regular file") as error:
+        Trainer(config, RunFolder(tmp_path / "run"), registries)
+    one_line(error)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # not a step was trained
 
 
 # ----------------------------------------------------------------------------- 13. damaged files

@@ -86,6 +86,9 @@ class Trainer:
         if self.dist.is_main:
             if not resume:  # checked again under the lock: another process may have just finished
                 run.check_new()
+            run.check_writable(snapshots=bool(config.train.keep_snapshots))  # not at the first save, after hours
+            if not resume:
+                run.mark()
             run.remove_partial_checkpoints()
         self.device = self.dist.device(config.train.device)
         self.batch_size = self.dist.local_batch_size(config.train.batch_size)

@@ -16,6 +16,7 @@ from genkit.training import lock
 CONFIG_FILE = "config.toml"
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.jsonl"
+MARKER_FILE = ".genkit-run"  # written first into a new run's folder: only such a folder is reused
 SNAPSHOTS_FOLDER = "snapshots"
 SNAPSHOT_NAME = re.compile(r"step-(\d+)\.pt")
 CONFIG_HEADER = "# genkit run: the resolved configuration (genkit train --config this-file repeats the run)\n"
@@ -41,8 +42,9 @@ class RunFolder:
         return self.checkpoint_path.is_file()
 
     def is_run(self) -> bool:
-        """Written by genkit train: a checkpoint, or a config.toml with genkit's header line."""
-        if self.has_checkpoint():
+        """Written by genkit train: its marker, a checkpoint, or a config.toml with genkit's header
+        line (runs from before the marker). Enough to read a run; only a marked one is reused."""
+        if self.is_marked() or self.has_checkpoint():
             return True
         try:
             with self.config_path.open() as handle:
@@ -50,16 +52,37 @@ class RunFolder:
         except (OSError, UnicodeDecodeError):
             return False
 
+    def is_marked(self) -> bool:
+        """genkit train started a run here (and wrote its marker before anything else)."""
+        return (self.path / MARKER_FILE).is_file() and not (self.path / MARKER_FILE).is_symlink()
+
     def check_new(self) -> None:
         """A new run may go into a missing or empty folder, or one a run left before its first
-        checkpoint; never over a run with a checkpoint or into a folder of other files."""
+        checkpoint (marked as genkit's); never over a run with a checkpoint or into a folder of
+        other files: a config.toml and metrics.jsonl there may be the user's own."""
         if self.path.exists() and not self.path.is_dir():
             raise GenkitError(f"{self.path} is a file, not a run folder; pick another --out")
         if self.has_checkpoint():
             raise GenkitError(f"{self.path} already holds a run; continue it with --resume or pick another --out")
         others = [p.name for p in self.path.iterdir() if p.name != lock.LOCK_FILE] if self.path.is_dir() else []
-        if others and not self.is_run():
+        if others and not self.is_marked():
             raise GenkitError(f"{self.path} is not empty and not a genkit run folder (it holds {others[0]}); pick another --out")
+
+    def mark(self) -> None:
+        """Claim the folder for a new run, before writing anything else into it."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not files.create_new(self.path / MARKER_FILE, b"genkit run folder\n"):
+            files.check_writable(self.path / MARKER_FILE)  # a link or folder planted there is refused
+
+    def check_writable(self, snapshots: bool = False) -> None:
+        """Before training: the files a run writes can be written (not a folder, link...), so a
+        run does not fail at its first save."""
+        for path in (self.config_path, self.checkpoint_path, self.metrics_path):
+            files.check_writable(path)
+        if snapshots:
+            files.refuse_link(self.snapshots_path)
+            if self.snapshots_path.exists() and not self.snapshots_path.is_dir():
+                raise GenkitError(f"{self.snapshots_path} is not a folder, so train.keep_snapshots cannot write there; move it away")
 
     @property
     def snapshots_path(self) -> Path:
