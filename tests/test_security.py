@@ -188,6 +188,41 @@ def test_a_run_is_marked_first_and_runs_without_the_mark_still_work(trained_run,
     assert checkpoint.load(trained_run / "checkpoint.pt")["step"] == 12
 
 
+# ----------------------------------------------------------------------------- 5. non-finite weights
+
+
+def test_one_step_to_infinite_weights_is_not_reported_done(tmp_path):
+    result = invoke("train", "--out", tmp_path / "run", "--steps", 1, *[f"--set={s}" for s in TINY], "--set", "train.lr=1e39")
+    assert_one_line_error(result, "the weights became NaN or infinite by step 1", "no checkpoint was written")
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_the_last_good_checkpoint_is_finite(tmp_path):
+    args = ["--steps", 10, *[f"--set={s}" for s in TINY], "--set", "train.lr=1e39", "--set", "train.checkpoint_every=1"]
+    result = invoke("train", "--out", tmp_path / "run", *args)
+    # step 1 already made the weights infinite: there is no good checkpoint to speak of
+    assert_one_line_error(result, "the weights became NaN or infinite by step 1", "no checkpoint was written")
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_save_refuses_non_finite_weights_with_the_last_good_checkpoint_kept(tiny_config, registries, tmp_path):
+    trainer = Trainer(tiny_config("ict", steps=20), RunFolder(tmp_path), registries)
+    trainer.train(until=10)
+    trainer = Trainer(trainer.config, RunFolder(tmp_path), registries, resume=True)
+    with torch.no_grad():
+        next(trainer.ema.model.parameters())[0] = float("inf")  # the loss stays finite: only the EMA is bad
+    with pytest.raises(TrainingDiverged, match=r"weights became NaN or infinite by step 10; the last good checkpoint \(step 10\) is kept"):
+        trainer.save()
+    trainer.close()
+    assert checkpoint.all_finite(checkpoint.load(tmp_path / "checkpoint.pt")["ema"].values())
+
+
+def test_all_finite():
+    assert checkpoint.all_finite([torch.full((3,), 3e38), torch.zeros(0), torch.ones(2, dtype=torch.float16), torch.arange(3)])
+    assert not checkpoint.all_finite([torch.ones(3), torch.tensor([1.0, float("nan")])])
+    assert not checkpoint.all_finite([torch.tensor([float("-inf")], dtype=torch.bfloat16)])
+
+
 # ----------------------------------------------------------------------------- 6. TOML strings
 
 

@@ -19,6 +19,16 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
     files.write_atomic(path, lambda file: torch.save(state, file), sync=True)
 
 
+def all_finite(tensors) -> bool:
+    """No NaN or infinity in any floating-point tensor: the max-abs of each in one fused kernel
+    (per device), and one sync for the answer; cheap enough for every save."""
+    floats = [t.detach() for t in tensors if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel()]
+    if not floats:
+        return True
+    norms = torch._foreach_norm(floats, float("inf"))  # max |x|: no overflow, NaN propagates
+    return bool(torch.stack([n.to(floats[0].device, torch.float32) for n in norms]).isfinite().all())
+
+
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load tensors and plain containers only (``weights_only=True``): no pickled code runs."""
     path = Path(path)

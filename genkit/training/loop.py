@@ -153,6 +153,7 @@ class Trainer:
 
     def save(self) -> None:
         self.check_finite()  # never overwrite a good checkpoint with diverged weights
+        self.check_finite_weights()  # a finite loss can still be followed by a step to inf
         state = self.state()  # collective: every rank takes part
         if self.dist.is_main:
             checkpoint.save_atomic(state, self.run.checkpoint_path)
@@ -171,6 +172,13 @@ class Trainer:
         if math.isfinite(window_loss):
             return
         raise TrainingDiverged(f"training diverged: a loss was NaN or infinite by step {self.step}; {self._kept()}")
+
+    def check_finite_weights(self) -> None:
+        """Stop, as for a non-finite loss, when the weights or their EMA about to be saved are
+        NaN or infinite: such a checkpoint would be reported as good and sample nothing."""
+        if checkpoint.all_finite([*self.method.model.state_dict().values(), *self.ema.model.state_dict().values()]):
+            return
+        raise TrainingDiverged(f"training diverged: the weights became NaN or infinite by step {self.step}; {self._kept()}")
 
     def _kept(self) -> str:
         kept = f"the last good checkpoint (step {self.saved_step}) is kept" if self.saved_step else "no checkpoint was written"
