@@ -43,15 +43,15 @@ def _scatter(samples, path, title, reference):
     if reference is not None:
         axes.legend(loc="upper right", fontsize=7, markerscale=6)
     figure.tight_layout()
-    _save_figure(figure, path)
+    save_figure(figure, path)
     plt.close(figure)
 
 
-def _save_figure(figure, path: Path) -> None:
+def save_figure(figure, path: Path) -> Path:
     """Rendered in memory, then written whole and never through a link planted at ``path``."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png")
-    files.write_atomic(path, buffer.getvalue())
+    return files.write_atomic(path, buffer.getvalue())
 
 
 def _grid(samples, path):
@@ -108,6 +108,6 @@ def save_training_curves(records: list[dict], path: Path, title: str = "") -> Pa
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _save_figure(figure, path)
+    save_figure(figure, path)
     plt.close(figure)
     return path

@@ -135,6 +135,18 @@ def test_metrics_are_never_appended_or_cut_through_a_link(tmp_path):
     assert victim.read_text() == '{"step": 99}\n'
 
 
+@pytest.mark.parametrize("shape", [(50, 2), (4, 1, 8, 8)])
+def test_pictures_are_never_written_through_a_link(tmp_path, shape):
+    from genkit.pictures import save_samples_picture
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (tmp_path / "grid.png").symlink_to(victim)
+    with pytest.raises(GenkitError, match="symbolic link"):
+        save_samples_picture(torch.rand(shape), tmp_path / "grid.png")
+    assert victim.read_text() == "precious\n"
+
+
 def test_atomic_writes_follow_the_umask_and_leave_no_temporary_file(tmp_path):
     previous = os.umask(0o022)
     try:

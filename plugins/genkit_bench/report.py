@@ -14,6 +14,7 @@ from rich import box
 from rich.table import Table
 
 from genkit import files
+from genkit.pictures import save_figure
 from genkit_bench.stats import format_count, format_number, format_summary, summarize
 
 FLOOR_LABEL = "data (floor)"
@@ -154,8 +155,7 @@ def plot_curves(results: dict[str, Any], out: Path) -> Path | None:
         fontsize=9,
     )
     figure.tight_layout()
-    path = Path(out) / "curves.png"
-    figure.savefig(path)
+    path = save_figure(figure, Path(out) / "curves.png")
     plt.close(figure)
     return path
 
