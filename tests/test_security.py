@@ -17,7 +17,7 @@ from genkit.errors import GenkitError, TrainingDiverged
 from genkit.schema import to_toml
 from genkit.training import checkpoint, lock
 from genkit.training.loop import Trainer
-from genkit.training.run import CONFIG_HEADER, MARKER_FILE, RunFolder
+from genkit.training.run import MARKER_FILE, RunFolder
 
 from conftest import TINY, assert_one_line_error
 
@@ -309,11 +309,23 @@ def test_a_damaged_statistics_cache_is_computed_again(tmp_path, monkeypatch):
 
 
 def test_damaged_bench_caches_are_computed_again(tmp_path):
+    from genkit import plugins
     from genkit_bench import runner
+    from genkit_bench import spec as bench_spec
+    from test_bench import TINY_BENCH
 
-    (tmp_path / runner.WALL_FILE).write_bytes(b'{"invocations_s": [1.0, 2')
-    assert runner._add_wall_time(tmp_path, 3.0) == 3.0
-    assert json.loads((tmp_path / runner.WALL_FILE).read_text()) == {"invocations_s": [3.0]}
+    (tmp_path / "tiny.toml").write_text(TINY_BENCH)
+    spec = bench_spec.load_spec(str(tmp_path / "tiny.toml"), ["bench.runs.cd.role=reference", "bench.compare=['ict', 'ct']"])
+    spec.run_list = [r for r in spec.run_list if r.name in ("ict", "ct")]  # no teacher needed
+    out = tmp_path / "out"
+    first = runner.run_bench(spec, out, plugins.load())
+    cache = sorted(out.rglob(runner.EVAL_FILE))[0]
+    cache.write_bytes(cache.read_bytes()[:50])  # cut short
+    (out / runner.WALL_FILE).write_bytes(b"\xff\xfe")
+    again = runner.run_bench(spec, out, plugins.load())
+    assert [r["scores"] for r in again["runs"]] == [r["scores"] for r in first["runs"]]  # scored again, the same
+    assert json.loads(cache.read_text())["scores"] in [r["scores"] for r in first["runs"]]
+    assert len(json.loads((out / runner.WALL_FILE).read_text())["invocations_s"]) == 1  # counting started again
 
 
 @pytest.mark.parametrize("damage", [b"", b'{"a": ', b"\xff", b'"text"'])
