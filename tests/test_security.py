@@ -89,6 +89,17 @@ def test_an_npz_of_pickled_objects_is_refused(tmp_path):
     assert not (tmp_path / "it-ran").exists()
 
 
+def test_an_image_bomb_given_to_edit_is_one_line(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from genkit_edit import io
+
+    Image.new("L", (64, 64)).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64 // 4)  # PIL refuses twice its limit
+    with pytest.raises(GenkitError, match="DecompressionBombError"):
+        io._open(tmp_path / "bomb.png")
+
+
 # ----------------------------------------------------------------------------- 2. planted links
 
 

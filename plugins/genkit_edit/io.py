@@ -41,7 +41,7 @@ def _open(path: Path):
     try:
         image = Image.open(path)
         image.load()
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:  # a bomb: far too many pixels
         raise GenkitError(f"{path}: not an image PIL can read ({type(error).__name__})") from None
     return image
 
