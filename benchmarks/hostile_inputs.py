@@ -4,7 +4,9 @@ Every case runs the command line in this process (typer's CliRunner) and is clas
 - error: a non-zero exit with one line starting 'error:' and no traceback (the goal);
 - traceback: an exception escaped;
 - accepted: exit 0 although the input was bad (silent acceptance);
-- unclear: a non-zero exit without a one-line error.
+- unclear: a non-zero exit without a one-line error;
+- harm: whatever the exit, the input did damage (ran a command, wrote through a planted link,
+  deleted or replaced the user's files, saved NaN or infinite weights).
 
     python benchmarks/hostile_inputs.py          # prints one row per case and the counts
 """
@@ -12,6 +14,7 @@ Every case runs the command line in this process (typer's CliRunner) and is clas
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import tempfile
 from collections import Counter
@@ -23,8 +26,9 @@ from typer.testing import CliRunner
 TINY = ["--set", "network.width=16", "--set", "network.depth=1", "--set", "train.batch_size=32", "--set", "train.log_every=5"]
 
 
-def cases(work: Path, run: Path) -> list[tuple[str, list[str], callable]]:
-    """(label, arguments, preparation) per bad input; preparation damages a copy of the run."""
+def cases(work: Path, run: Path) -> list[tuple]:
+    """(label, arguments, preparation[, harmed]) per bad input; preparation damages a copy of the
+    run; ``harmed()`` says whether the command did damage that its exit does not show."""
 
     def copy(name: str, damage=None):
         def prepare() -> Path:
@@ -115,8 +119,87 @@ def cases(work: Path, run: Path) -> list[tuple[str, list[str], callable]]:
         ("export of a zero-byte checkpoint", ["export", "{run}"], copy("zero-export", lambda r: (r / "checkpoint.pt").write_bytes(b""))),
         ("new-plugin with a bad name", ["new-plugin", "my plugin!", "--out", str(work / "plugin")], nothing),
         ("new-plugin into a folder with files", ["new-plugin", "cosine", "--out", str(notes)], nothing),
+        *hostile_files(work, run, copy),
     ]
     return listed
+
+
+class RunsACommand:
+    """Pickled, it makes pickle.load run a shell command (here: create a file)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch '{self.marker}'",))
+
+
+def hostile_files(work: Path, run: Path, copy) -> list[tuple]:
+    """Files planted or damaged where genkit reads or writes: code in a dataset, links, a folder
+    of the user's own files, damaged logs and caches."""
+    victims: dict[str, bytes] = {}
+
+    def victim(name: str, text: bytes) -> Path:
+        """A file of the user's outside the folder, which a planted link points to."""
+        path = work / f"victim-{name}"
+        path.write_bytes(text)
+        victims[name] = text
+        return path
+
+    def untouched(name: str):
+        return lambda: (work / f"victim-{name}").read_bytes() != victims[name]
+
+    marker = work / "code-ran"
+    cifar = work / "cifar" / "cifar-10-batches-py"
+    cifar.mkdir(parents=True, exist_ok=True)
+    for name in [f"data_batch_{i}" for i in range(2, 6)] + ["test_batch"]:
+        (cifar / name).write_bytes(b"")
+    (cifar / "data_batch_1").write_bytes(pickle.dumps({"data": RunsACommand(marker), "labels": []}, protocol=2))
+    mine = work / "mine"
+    mine.mkdir(exist_ok=True)
+    (mine / "config.toml").write_text((run / "config.toml").read_text())  # a copy of a run's config, as users keep
+    (mine / "notes.txt").write_text("mine\n")
+    (mine / "metrics.jsonl").write_text('{"step": 1, "mine": true}\n')
+    mine_lost = lambda: not (mine / "metrics.jsonl").is_file() or "mine" not in (mine / "metrics.jsonl").read_text()  # noqa: E731
+    locked = work / "locked"
+    locked.mkdir(exist_ok=True)
+    if not (locked / ".lock").is_symlink():
+        (locked / ".lock").symlink_to(victim("lock", b"precious\n"))
+
+    def link_to_victim(name):
+        def damage(target):  # the victim holds what the file held, so genkit reads on to its write
+            (target / name).rename(victim(name, (target / name).read_bytes()))
+            (target / name).symlink_to(work / f"victim-{name}")
+
+        return damage
+
+    def checkpoint_folder(target):
+        (target / "checkpoint.pt").unlink()
+        (target / "checkpoint.pt").mkdir()
+
+    def non_finite_saved(folder):
+        def harmed():
+            if not (folder / "checkpoint.pt").is_file():
+                return False
+            state = torch.load(folder / "checkpoint.pt", weights_only=True)
+            return not all(torch.isfinite(v).all() for v in state["ema"].values() if v.is_floating_point())
+
+        return harmed
+
+    train = ["train", "--steps", "4", *TINY]
+    resume = ["train", "--resume", "--steps", "12", "--out", "{run}"]
+    return [
+        ("CIFAR-10 batch that runs a command", ["train", "--steps", "1", "--preset", "cifar10", "--set", f"data.root='{cifar.parent}'", "--out", str(work / "cifar-run")], lambda: None, marker.exists),
+        (".lock planted as a link", [*train, "--out", str(locked)], lambda: None, untouched("lock")),
+        ("metrics.jsonl planted as a link", resume, copy("link-metrics", link_to_victim("metrics.jsonl")), untouched("metrics.jsonl")),
+        ("config.toml planted as a link", resume, copy("link-config", link_to_victim("config.toml")), untouched("config.toml")),
+        ("--out holds the user's config and log", [*train, "--out", str(mine)], lambda: None, mine_lost),
+        ("one step to infinite weights", [*train, "--steps", "1", "--set", "train.lr=1e39", "--out", str(work / "inf1")], lambda: None, non_finite_saved(work / "inf1")),
+        ("infinite weights, checkpoint every step", [*train, "--steps", "10", "--set", "train.lr=1e39", "--set", "train.checkpoint_every=1", "--out", str(work / "inf2")], lambda: None, non_finite_saved(work / "inf2")),
+        ("checkpoint.pt is a folder", ["train", "--steps", "4", *TINY, "--out", "{run}"], copy("ckpt-folder", checkpoint_folder)),
+        ("non-UTF-8 metrics.jsonl on resume", resume, copy("metrics-utf", lambda r: (r / "metrics.jsonl").write_bytes(b'{"step": 5}\n\xff\xfe\n'))),
+        ("damaged eval.json", ["eval", "{run}", "--num", "8"], copy("eval-json", lambda r: (r / "eval.json").write_text('[{"step": 10, "st'))),
+    ]
 
 
 def _nan_weights(run: Path) -> None:
@@ -148,16 +231,16 @@ def main() -> None:
         run = work / "run"
         assert runner.invoke(app, ["train", "--steps", "10", *TINY, "--out", str(run)]).exit_code == 0
         counts: Counter = Counter()
-        for label, args, prepare in cases(work, run):
+        for label, args, prepare, *harmed in cases(work, run):
             target = prepare()
             args = [str(target) if a == "{run}" else a for a in args]
             result = runner.invoke(app, args)
-            kind = outcome(result)
+            kind = "harm" if harmed and harmed[0]() else outcome(result)
             counts[kind] += 1
             shown = result.output.strip().splitlines()[-1][:110] if result.output.strip() else repr(result.exception)[:110]
             print(f"{kind:9}  {label:36}  {shown.replace(tmp, 'TMP')}")
         print(f"\n{sum(counts.values())} bad inputs: {counts['error']} clear one-line errors, {counts['traceback']} tracebacks, "
-              f"{counts['accepted']} silently accepted, {counts['unclear']} unclear")
+              f"{counts['accepted']} silently accepted, {counts['unclear']} unclear, {counts['harm']} did harm")
 
 
 if __name__ == "__main__":

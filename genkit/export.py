@@ -8,14 +8,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 import genkit
 from genkit import config as configuration
+from genkit import files
 from genkit.errors import GenkitError
 from genkit.training import checkpoint
 from genkit.training.run import RunFolder
@@ -57,15 +56,6 @@ def ema_weights(state: dict, path: Path) -> dict[str, torch.Tensor]:
 
 def write_safetensors(weights: dict[str, torch.Tensor], metadata: dict[str, str], out: Path) -> Path:
     """Written beside ``out`` and renamed, so an interrupted export never leaves half a file."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    os.close(handle)
-    try:
-        save_file(weights, temporary, metadata=metadata)
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return out
+    return files.write_atomic(out, save(weights, metadata=metadata))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
 
+from genkit import files
 from genkit.errors import GenkitError
 
 
@@ -41,15 +43,24 @@ def _scatter(samples, path, title, reference):
     if reference is not None:
         axes.legend(loc="upper right", fontsize=7, markerscale=6)
     figure.tight_layout()
-    figure.savefig(path)
+    save_figure(figure, path)
     plt.close(figure)
+
+
+def save_figure(figure, path: Path) -> Path:
+    """Rendered in memory, then written whole and never through a link planted at ``path``."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png")
+    return files.write_atomic(path, buffer.getvalue())
 
 
 def _grid(samples, path):
     from torchvision.utils import save_image
 
     columns = int(len(samples) ** 0.5) or 1
-    save_image((samples[: columns * columns] + 1) / 2, path, nrow=columns)
+    buffer = io.BytesIO()
+    save_image((samples[: columns * columns] + 1) / 2, buffer, nrow=columns, format=Path(path).suffix.lstrip(".") or "png")
+    files.write_atomic(path, buffer.getvalue())
 
 
 def save_pngs(samples: torch.Tensor, folder: Path, seeds) -> Path:
@@ -62,7 +73,9 @@ def save_pngs(samples: torch.Tensor, folder: Path, seeds) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for image, seed in zip(samples, seeds):
-        save_image((image + 1) / 2, folder / f"{seed:06d}.png")
+        buffer = io.BytesIO()
+        save_image((image + 1) / 2, buffer, format="png")
+        files.write_atomic(folder / f"{seed:06d}.png", buffer.getvalue())
     return folder
 
 
@@ -95,6 +108,6 @@ def save_training_curves(records: list[dict], path: Path, title: str = "") -> Pa
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    save_figure(figure, path)
     plt.close(figure)
     return path

@@ -101,7 +101,8 @@ def test_a_new_run_goes_only_into_an_empty_folder_or_a_genkit_run(tmp_path, regi
     assert_one_line_error(invoke("train", "--out", tmp_path / "file", "--steps", 2), "is a file, not a run folder")
     assert_one_line_error(invoke("train", "--out", tmp_path / "file" / "run", "--steps", 2), "Not a directory")
     # a genkit run that never reached its first checkpoint may be started over
-    RunFolder(tmp_path / "fresh").write_config(config)
+    Trainer(config, RunFolder(tmp_path / "fresh"), registries).close()  # as after a kill before the first save
+    assert not (tmp_path / "fresh" / "checkpoint.pt").exists() and (tmp_path / "fresh" / "config.toml").is_file()
     Trainer(config, RunFolder(tmp_path / "fresh"), registries).train()
 
 
@@ -113,8 +114,10 @@ def test_partial_checkpoint_files_are_removed_on_the_next_start(trained_run, reg
 
 
 def test_the_folder_entry_is_synced_after_the_rename(tmp_path, monkeypatch):
+    from genkit import files
+
     synced = []
-    monkeypatch.setattr(checkpoint, "_sync_folder", synced.append)
+    monkeypatch.setattr(files, "sync_folder", synced.append)
     checkpoint.save_atomic({"step": 1}, tmp_path / "checkpoint.pt")
     assert synced == [tmp_path]
 

@@ -9,8 +9,10 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from genkit import files
 from genkit.api import load
 from genkit.cli.errors import console, handles_user_errors
+from genkit.errors import GenkitError
 
 EVAL_FILE = "eval.json"
 
@@ -26,6 +28,7 @@ def evaluate(
 ) -> None:
     """Score a run's EMA weights: a table, and the scores added to RUN/eval.json."""
     model = load(run)
+    read_records(Path(run) / EVAL_FILE)  # a damaged file fails now, not after the scoring
     step_counts = steps or [model.trained.built.method.default_sampling_steps()]
     records = []
     for count in step_counts:
@@ -39,10 +42,18 @@ def evaluate(
 def save_records(path: Path, records: list[dict]) -> Path:
     """Add ``records`` to the JSON list at ``path``, replacing any with the same settings."""
     settings = lambda r: (r["step"], r["steps"], r["num"], r["seed"], tuple(sorted(r["scores"])))  # noqa: E731
-    kept = json.loads(path.read_text()) if path.is_file() else []
+    kept = read_records(path)
     new = {settings(r) for r in records}
-    path.write_text(json.dumps([r for r in kept if settings(r) not in new] + records, indent=2) + "\n")
-    return path
+    return files.write_atomic(path, json.dumps([r for r in kept if settings(r) not in new] + records, indent=2) + "\n")
+
+
+def read_records(path: Path) -> list[dict]:
+    """The records of an eval.json (none when missing); damage is one line, never a traceback."""
+    kept = files.read_json(path, default=[])
+    keys = {"step", "steps", "num", "seed", "scores"}
+    if not isinstance(kept, list) or not all(isinstance(r, dict) and keys <= set(r) and isinstance(r["scores"], dict) for r in kept):
+        raise GenkitError(f"{path} is damaged (not a list of genkit eval records); move it away and run the command again")
+    return kept
 
 
 def score_table(records: list[dict]) -> Table:

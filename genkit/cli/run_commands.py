@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from genkit import config as configuration
-from genkit import plugins
+from genkit import files, plugins
 from genkit.api import load, new_run, resumable_run
 from genkit.cli.errors import console, handles_user_errors
 from genkit.errors import GenkitError
@@ -87,7 +87,9 @@ def sample(
     out = out or Path(run) / "samples" / f"{steps}step{named}-seed{seed}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
     extra = {"levels": np.array(chosen)} if chosen else {}
-    np.savez(out, samples=samples.numpy(), steps=steps, seed=seed, evaluations=method.sampling_evaluations(steps), **extra)
+    out = out if out.name.endswith(".npz") else out.with_name(out.name + ".npz")  # as np.savez names it
+    arrays = dict(samples=samples.numpy(), steps=steps, seed=seed, evaluations=method.sampling_evaluations(steps), **extra)
+    files.write_atomic(out, lambda file: np.savez(file, **arrays))
     wrote = [f"{num} samples to [cyan]{out}[/]"]
     reference = reference_data(dataset, num)
     if grid:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from genkit import files
 
 
 def cache_folder() -> Path:
@@ -25,14 +26,9 @@ def cached(key: dict[str, Any], compute: Callable[[], dict[str, np.ndarray]]) ->
     """The arrays stored under ``key``, computed by ``compute()`` and saved the first time."""
     text = json.dumps(key, sort_keys=True, default=str)
     path = cache_folder() / f"{hashlib.sha256(text.encode()).hexdigest()[:20]}.npz"
-    if path.is_file():
-        with np.load(path) as stored:
-            if str(stored["key"]) == text:
-                return {name: stored[name] for name in stored.files if name != "key"}
+    stored = files.read_cached_npz(path)  # None when missing or damaged: computed again and replaced
+    if stored is not None and "key" in stored and str(stored["key"]) == text:
+        return {name: value for name, value in stored.items() if name != "key"}
     values = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".stats-", suffix=".npz", dir=path.parent)
-    with os.fdopen(handle, "wb") as file:
-        np.savez(file, key=np.array(text), **values)
-    os.replace(temporary, path)  # a crash mid-write leaves no half file under the real name
+    files.write_atomic(path, lambda file: np.savez(file, key=np.array(text), **values))
     return values

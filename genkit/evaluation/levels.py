@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
+from genkit import files
 from genkit.errors import GenkitError
 from genkit.maths.levels import Levels
 from genkit.schema import to_plain
@@ -272,20 +272,16 @@ def search_levels(
 
 
 def _read_cache(path: Path) -> list[dict]:
-    if not path.is_file():
+    cache = files.read_cached_json(path)  # None when missing or damaged: searched again and rewritten
+    entries = cache.get("searches", []) if isinstance(cache, dict) else []
+    if not isinstance(entries, list):
         return []
-    try:
-        entries = json.loads(path.read_text()).get("searches", [])
-    except (ValueError, AttributeError):
-        return []  # a damaged cache is searched again and rewritten
     return [e for e in entries if isinstance(e, dict) and {"settings", "levels", "values", "one_step"} <= set(e)]
 
 
 def _write_cache(path: Path, entries: list[dict]) -> None:
     text = json.dumps({"searches": _finite_or_null(entries)}, indent=2, allow_nan=False) + "\n"
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(text)
-    os.replace(partial, path)
+    files.write_atomic(path, text)
 
 
 def _finite_or_null(value):

@@ -2,45 +2,31 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from genkit import files
 from genkit.errors import GenkitError
 
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file beside ``path``, then rename: a crash leaves the old file whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(state, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-        _sync_folder(path.parent)  # the rename itself survives a power cut
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write to a temporary file beside ``path``, then rename: a crash leaves the old file whole
+    (a kill can leave the temporary ``.checkpoint.pt.XXXXXXXX``; readers ignore it, the next
+    training start removes it)."""
+    files.write_atomic(path, lambda file: torch.save(state, file), sync=True)
 
 
-def _sync_folder(folder: Path) -> None:
-    try:
-        handle = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms that cannot open folders
-        return
-    try:
-        os.fsync(handle)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(handle)
+def all_finite(tensors) -> bool:
+    """No NaN or infinity in any floating-point tensor: the max-abs of each in one fused kernel
+    (per device), and one sync for the answer; cheap enough for every save."""
+    floats = [t.detach() for t in tensors if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel()]
+    if not floats:
+        return True
+    norms = torch._foreach_norm(floats, float("inf"))  # max |x|: no overflow, NaN propagates
+    return bool(torch.stack([n.to(floats[0].device, torch.float32) for n in norms]).isfinite().all())
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from genkit import files
 from genkit.errors import GenkitError
 
 try:
@@ -37,7 +38,8 @@ def acquire(folder: Path | str) -> None:
         return
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        # never through a link planted as .lock: the truncation below would empty its target
+        handle = files.open_nofollow(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as error:
         raise GenkitError(f"cannot use {folder} as a run folder: {error.strerror}") from None
     try:

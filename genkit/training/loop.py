@@ -88,6 +88,9 @@ class Trainer:
         if self.dist.is_main:
             if not resume:  # checked again under the lock: another process may have just finished
                 run.check_new()
+            run.check_writable(snapshots=bool(config.train.keep_snapshots))  # not at the first save, after hours
+            if not resume:
+                run.mark()
             run.remove_partial_checkpoints()
         self.device = self.dist.device(config.train.device)
         self.batch_size = self.dist.local_batch_size(config.train.batch_size)
@@ -158,6 +161,7 @@ class Trainer:
 
     def save(self) -> None:
         self.check_finite()  # never overwrite a good checkpoint with diverged weights
+        self.check_finite_weights()  # a finite loss can still be followed by a step to inf
         state = self.state()  # collective: every rank takes part
         if self.dist.is_main:
             checkpoint.save_atomic(state, self.run.checkpoint_path)
@@ -175,11 +179,18 @@ class Trainer:
             window_loss = self.dist.mean(self.window.loss_sum).item()
         if math.isfinite(window_loss):
             return
+        raise TrainingDiverged(f"training diverged: a loss was NaN or infinite by step {self.step}; {self._kept()}")
+
+    def check_finite_weights(self) -> None:
+        """Stop, as for a non-finite loss, when the weights or their EMA about to be saved are
+        NaN or infinite: such a checkpoint would be reported as good and sample nothing."""
+        if checkpoint.all_finite([*self.method.model.state_dict().values(), *self.ema.model.state_dict().values()]):
+            return
+        raise TrainingDiverged(f"training diverged: the weights became NaN or infinite by step {self.step}; {self._kept()}")
+
+    def _kept(self) -> str:
         kept = f"the last good checkpoint (step {self.saved_step}) is kept" if self.saved_step else "no checkpoint was written"
-        raise TrainingDiverged(
-            f"training diverged: a loss was NaN or infinite by step {self.step}; {kept} in {self.run.path}. "
-            f"Lower train.lr or set train.grad_clip"
-        )
+        return f"{kept} in {self.run.path}. Lower train.lr or set train.grad_clip"
 
     def restore(self) -> None:
         state = checkpoint.load(self.run.checkpoint_path, map_location=self.device)

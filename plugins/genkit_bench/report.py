@@ -13,6 +13,8 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
+from genkit import files
+from genkit.pictures import save_figure
 from genkit_bench.stats import format_count, format_number, format_summary, summarize
 
 FLOOR_LABEL = "data (floor)"
@@ -113,8 +115,7 @@ def markdown_table(results: dict[str, Any]) -> str:
 
 def write_json(results: dict[str, Any], out: Path) -> Path:
     path = Path(out) / "results.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    return path
+    return files.write_atomic(path, json.dumps(results, indent=2) + "\n")
 
 
 def plot_curves(results: dict[str, Any], out: Path) -> Path | None:
@@ -154,8 +155,7 @@ def plot_curves(results: dict[str, Any], out: Path) -> Path | None:
         fontsize=9,
     )
     figure.tight_layout()
-    path = Path(out) / "curves.png"
-    figure.savefig(path)
+    path = save_figure(figure, Path(out) / "curves.png")
     plt.close(figure)
     return path
 
@@ -223,5 +223,4 @@ def write_report(results: dict[str, Any], out: Path, curves: Path | None) -> Pat
     )
     lines.append("- every number above is in results.json")
     path = Path(out) / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return files.write_atomic(path, "\n".join(lines) + "\n")

@@ -26,6 +26,7 @@ import torch
 
 import genkit
 from genkit import config as configuration
+from genkit import files
 from genkit.build import build
 from genkit.trained import load_trained
 from genkit.errors import GenkitError
@@ -261,9 +262,9 @@ def score_run(spec: BenchSpec, item: PlannedRun, trained, registries, out: Path,
     steps_list = [method.default_sampling_steps()] if item.run.role == "teacher" else list(spec.sampling_steps)
     settings = _eval_settings(spec, item, trained.step, steps_list)
     cache = item.folder / EVAL_FILE
-    if cache.is_file():
-        cached = json.loads(cache.read_text())
-        pictures_there = all((out / s["picture"]).is_file() for s in cached["scores"])
+    cached = files.read_cached_json(cache)  # None when missing or damaged: scored again
+    if isinstance(cached, dict) and isinstance(cached.get("scores"), list):
+        pictures_there = all(isinstance(s, dict) and (out / str(s.get("picture"))).is_file() for s in cached["scores"])
         if cached.get("settings") == settings and pictures_there:
             return cached["scores"] if main else None
     reference = reference_data(dataset, spec.eval_samples) if main else None
@@ -283,7 +284,7 @@ def score_run(spec: BenchSpec, item: PlannedRun, trained, registries, out: Path,
         scores.append({"steps": steps, "nfe": nfe, "scores": score(samples, reference, evaluators), "picture": str(picture)})
     if not main:
         return None
-    cache.write_text(json.dumps({"settings": settings, "scores": scores}, indent=2))
+    files.write_atomic(cache, json.dumps({"settings": settings, "scores": scores}, indent=2))
     return scores
 
 
@@ -521,9 +522,11 @@ def relative_paths(values: Any, out: Path) -> Any:
 def _add_wall_time(out: Path, seconds: float) -> float:
     """Total wall-clock seconds spent on ``out`` so far, this invocation included."""
     path = out / WALL_FILE
-    invocations = json.loads(path.read_text())["invocations_s"] if path.is_file() else []
+    stored = files.read_cached_json(path)  # damaged: counting starts again
+    invocations = stored.get("invocations_s") if isinstance(stored, dict) else None
+    invocations = [s for s in invocations if isinstance(s, (int, float))] if isinstance(invocations, list) else []
     invocations.append(round(seconds, 3))
-    path.write_text(json.dumps({"invocations_s": invocations}) + "\n")
+    files.write_atomic(path, json.dumps({"invocations_s": invocations}) + "\n")
     return sum(invocations)
 
 

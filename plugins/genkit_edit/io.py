@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from genkit import files
 from genkit.errors import GenkitError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -39,7 +41,7 @@ def _open(path: Path):
     try:
         image = Image.open(path)
         image.load()
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:  # a bomb: far too many pixels
         raise GenkitError(f"{path}: not an image PIL can read ({type(error).__name__})") from None
     return image
 
@@ -154,8 +156,9 @@ def save_png(image: torch.Tensor, path: Path) -> Path:
 
     pixels = (_unit(image.detach().cpu()) * 255).round().to(torch.uint8)
     array = pixels[0].numpy() if pixels.shape[0] == 1 else pixels.permute(1, 2, 0).numpy()
-    Image.fromarray(array).save(path)  # uint8 (H, W) is L, (H, W, 3) is RGB
-    return path
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="png")  # uint8 (H, W) is L, (H, W, 3) is RGB
+    return files.write_atomic(path, buffer.getvalue())
 
 
 def _enlarged(images: torch.Tensor, at_least: int = 96) -> torch.Tensor:
@@ -169,8 +172,9 @@ def _save_rows(rows: list[torch.Tensor], path: Path) -> Path:
     from torchvision.utils import save_image
 
     columns = rows[0].shape[0]
-    save_image(_enlarged(_unit(torch.cat(rows))), path, nrow=columns, padding=2, pad_value=1.0)
-    return path
+    buffer = io.BytesIO()
+    save_image(_enlarged(_unit(torch.cat(rows))), buffer, nrow=columns, padding=2, pad_value=1.0, format="png")
+    return files.write_atomic(path, buffer.getvalue())
 
 
 def save_edits(result, out: str | Path) -> list[Path]:

@@ -39,6 +39,7 @@ import torch
 
 from genkit.errors import GenkitError
 from genkit.evaluation import frechet_distance, gaussian_stats
+from genkit import files
 from genkit.evaluation.cache import cached
 from genkit.schema import at_least, option, positive
 from genkit_fid.evaluators import precision_recall
@@ -88,9 +89,7 @@ def download_inception(folder: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix=".genkit-inception-", dir=folder) as partial:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             fetched = Path(helper.check_download_inception(fpath=partial))
-        target = folder / FILE_NAME
-        os.replace(fetched, target)
-    return target
+        return files.write_atomic(folder / FILE_NAME, fetched.read_bytes())
 
 
 def find_weights(weights: Optional[Path | str] = None) -> Path:

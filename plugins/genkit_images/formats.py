@@ -14,6 +14,11 @@ from PIL import Image
 
 from genkit.errors import GenkitError
 
+try:
+    from numpy._core import multiarray as _multiarray, numeric as _numeric
+except ImportError:  # numpy < 2
+    from numpy.core import multiarray as _multiarray, numeric as _numeric
+
 CIFAR_FOLDER = "cifar-10-batches-py"
 CIFAR_SPLITS = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -30,16 +35,48 @@ def read_cifar(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return images.reshape(-1, 3, 32, 32), np.concatenate([p[1] for p in parts])
 
 
+def _latin1(text: str, encoding: str = "latin1") -> bytes:
+    """The ``_codecs.encode`` a pickle of bytes calls, limited to the one codec it uses."""
+    if encoding != "latin1":
+        raise pickle.UnpicklingError(f"codec {encoding!r}")
+    return text.encode("latin1")
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """Unpickles what a CIFAR-10 batch holds (dicts, lists, strings, numbers, numpy arrays) and
+    nothing else: a plain pickle.load would run whatever callable a crafted file names."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): _multiarray._reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _multiarray._reconstruct,
+        ("numpy.core.multiarray", "scalar"): _multiarray.scalar,
+        ("numpy._core.multiarray", "scalar"): _multiarray.scalar,
+        ("numpy.core.numeric", "_frombuffer"): _numeric._frombuffer,
+        ("numpy._core.numeric", "_frombuffer"): _numeric._frombuffer,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1,
+        **{(module, t.__name__): t for module in ("builtins", "__builtin__") for t in (list, dict, tuple, set, frozenset, bytes, bytearray, str, int, float, bool, complex)},
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR-10 batch never holds; refused, not run")
+        return self.ALLOWED[module, name]
+
+
 def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise GenkitError(f"CIFAR-10 file {path} is missing (the folder needs data_batch_1..5 and test_batch)")
     try:
         with open(path, "rb") as file:
-            entry = pickle.load(file, encoding="latin1")
+            entry = CifarUnpickler(file, encoding="latin1").load()
+        if not isinstance(entry, dict):
+            raise TypeError(f"a {type(entry).__name__}, not a dict")
         data = np.asarray(entry.get("data", entry.get(b"data")), dtype=np.uint8)
         labels = np.asarray(entry.get("labels", entry.get(b"labels")), dtype=np.int64)
-    except Exception as error:  # a pickle can fail in many ways; all mean a broken file
-        raise GenkitError(f"{path}: not a CIFAR-10 batch ({type(error).__name__}: {error})") from None
+    except Exception as error:  # a pickle can fail in many ways; all mean a broken or hostile file
+        raise GenkitError(f"{path}: not a CIFAR-10 batch ({type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]})") from None
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (len(data),):
         raise GenkitError(f"{path}: not a CIFAR-10 batch (data {data.shape}, labels {labels.shape})")
     return data, labels
@@ -63,6 +100,8 @@ def npz_member(path: Path, key: str, required: bool = True) -> np.ndarray | None
                 if info.compress_type != zipfile.ZIP_STORED:
                     return np.lib.format.read_array(member, allow_pickle=False)
                 shape, fortran, dtype = _npy_header(member)
+                if dtype.hasobject:  # pointers read from a file: refused, as allow_pickle=False does
+                    raise ValueError(f"array '{key}' holds Python objects, which genkit does not load")
                 offset = _member_start(path, info) + member.tell()
         return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
     except (OSError, ValueError, zipfile.BadZipFile) as error:
