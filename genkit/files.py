@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import secrets
 import stat
@@ -113,8 +114,6 @@ def write_atomic(path: Path, content: bytes | str | Callable[[BinaryIO], None], 
 def link_atomic(source: Path, path: Path) -> Path:
     """``path`` becomes another name of ``source`` (a hard link: no extra space), or a copy on file
     systems without hard links; replaced whole, as ``write_atomic`` does."""
-    import shutil
-
     path = Path(path)
     refuse_link(path)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
@@ -152,6 +151,22 @@ def append_text(path: Path, text: str) -> None:
 
 
 # ----------------------------------------------------------------------------- reading
+
+
+def finite_or_null(value: Any) -> Any:
+    """JSON has no NaN or infinity (a diverged loss, the score of non-finite samples): null instead."""
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    """Strict JSON of ``value``, non-finite numbers written as null."""
+    return json.dumps(finite_or_null(value), indent=indent, allow_nan=False)
 
 
 def _damaged(path: Path, what: str, error: BaseException) -> GenkitError:

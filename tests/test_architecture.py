@@ -20,7 +20,7 @@ CORE = Path(__file__).resolve().parent.parent / "genkit"
 # Lowest first: a module may import its own layer and those before it. The package root
 # (``genkit/__init__.py``: the version and ``hookimpl``) sits below them all.
 LAYERS = [
-    "errors", "kinds", "schema", "maths", "hookspecs", "registry", "plugins", "config", "nn", "components",
+    "errors", "files", "kinds", "schema", "maths", "hookspecs", "registry", "plugins", "config", "nn", "components",
     "build", "methods", "evaluation", "pictures", "training", "trained", "export", "api", "cli",
 ]
 

@@ -372,7 +372,7 @@ def hooks_page() -> str:
             out.append("")
             for name in kind.protocols:
                 out.extend(_protocol_section(name))
-    out += [f"## `register_commands(cli)`", "", _own_doc(hookspecs.register_commands), ""]
+    out += ["## `register_commands(cli)`", "", _own_doc(hookspecs.register_commands), ""]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -280,16 +280,8 @@ def _read_cache(path: Path) -> list[dict]:
 
 
 def _write_cache(path: Path, entries: list[dict]) -> None:
-    text = json.dumps({"searches": _finite_or_null(entries)}, indent=2, allow_nan=False) + "\n"
+    text = files.json_text({"searches": entries}, indent=2) + "\n"
     files.write_atomic(path, text)
 
 
-def _finite_or_null(value):
-    """JSON has no infinity (the value of levels whose samples were not finite): null instead."""
-    if isinstance(value, dict):
-        return {k: _finite_or_null(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite_or_null(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+

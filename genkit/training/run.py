@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any, Iterator
@@ -135,7 +134,7 @@ class RunFolder:
         return configuration.resolve(layers, registries, lenient)
 
     def append_metrics(self, record: dict[str, Any]) -> None:
-        files.append_text(self.metrics_path, json.dumps(_finite_or_null(record), allow_nan=False) + "\n")
+        files.append_text(self.metrics_path, files.json_text(record) + "\n")
 
     def metrics(self, drop_cut_tail: bool = False) -> Iterator[dict[str, Any]]:
         """The records of metrics.jsonl (none when missing); a damaged line is one GenkitError."""
@@ -146,15 +145,6 @@ class RunFolder:
         line cut short by a kill mid-write goes too."""
         kept = [r for r in self.metrics(drop_cut_tail=True) if not isinstance(r, dict) or r.get("step", 0) <= after_step]
         files.write_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
-
-
-def _finite_or_null(value: Any) -> Any:
-    """JSON has no NaN or infinity: write them as null."""
-    if isinstance(value, dict):
-        return {k: _finite_or_null(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def new_run_path(base: Path) -> Path:

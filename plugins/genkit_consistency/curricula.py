@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from genkit.errors import GenkitError
-from genkit.schema import at_least, between, option
+from genkit.schema import between, option
 
 # Training draws an interval index with torch.multinomial, which takes at most 2**24 categories.
 MAX_LEVELS = 2**24 - 2
