@@ -24,7 +24,7 @@ from genkit import plugins
 from genkit.build import TrainedModel, load_trained, pick_device
 from genkit.config import SEED_LIMIT
 from genkit.errors import GenkitError
-from genkit.evaluation import build_evaluators, data_floor, draw_samples, reference_data, score
+from genkit.evaluation import build_evaluators, draw_samples, score_against_data
 from genkit.training.run import RunFolder, new_run_path
 
 
@@ -101,10 +101,7 @@ class Model:
         built = self.trained.built
         num = num or built.config.sample.num
         evaluators = build_evaluators(built, metrics=metrics)
-        scores = score(self.sample(num, steps, seed, levels=levels), reference_data(built.dataset, num), evaluators)
-        if floor:
-            scores.update({f"{name}/floor": value for name, value in data_floor(built.dataset, evaluators, num).items()})
-        return scores
+        return score_against_data(self.sample(num, steps, seed, levels=levels), built.dataset, evaluators, floor=floor)
 
 
 def load(run: str | Path, device: str | torch.device | None = None) -> Model:
