@@ -112,7 +112,7 @@ def test_bench_end_to_end_writes_everything_and_the_table_equals_the_json(tiny_p
     result = invoke("bench", "cd-vs-ict", "--preset", tiny_preset, "--out", out)
     assert result.exit_code == 0, result.output
 
-    for name in ("results.json", "report.md", "curves.png"):
+    for name in ("results.json", "report.md", "curves.png", ".genkit-bench"):
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
     assert [r["name"] for r in results["runs"]] == ["edm", "cd", "ict", "ct"]
@@ -275,3 +275,44 @@ def test_report_names_every_run_trained_from_a_teacher():
     assert teacher_cost_sentence(builtin).startswith("CD is shown without and with (`incl. teacher`) its teacher's cost")
     plugin = {"runs": {**builtin["runs"], "ect": {"method": "ect", "label": "ECT", "teacher": "edm"}}}  # a plugin's method
     assert teacher_cost_sentence(plugin).startswith("CD and ECT are shown without and with (`incl. teacher`)")
+
+
+# ----------------------------------------------------------------------------- the output folder
+
+
+def test_the_bench_writes_only_into_a_folder_it_marked_as_its_own(tiny_preset, tmp_path):
+    user = tmp_path / "user"  # a user's own report and results, not genkit's
+    user.mkdir()
+    (user / "report.md").write_text("my report\n")
+    (user / "results.json").write_text("{}\n")
+    result = invoke("bench", "run", "--preset", tiny_preset, "--out", user)
+    assert_one_line_error(result, f"--out {user} holds files genkit bench did not write")
+    assert (user / "report.md").read_text() == "my report\n" and (user / "results.json").read_text() == "{}\n"
+    assert sorted(p.name for p in user.iterdir()) == ["report.md", "results.json"]  # nothing added either
+
+    run = tmp_path / "run"  # a training run's folder: its curves.png must survive
+    run.mkdir()
+    for name in ("config.toml", "checkpoint.pt", "curves.png"):
+        (run / name).write_text(name)
+    assert_one_line_error(invoke("bench", "cd-vs-ict", "--preset", tiny_preset, "--out", run), "did not write")
+    assert (run / "curves.png").read_text() == "curves.png"
+
+    # a new folder, an empty one, and one the bench wrote before the marker existed are its own
+    from genkit_bench.write import MARKER, claim
+
+    claim(tmp_path / "new")
+    (tmp_path / "empty").mkdir()
+    claim(tmp_path / "empty")
+    older = tmp_path / "older"
+    (older / "runs" / "seed0" / "ict").mkdir(parents=True)
+    (older / "results.json").write_text("{}\n")
+    claim(older)
+    for folder in ("new", "empty", "older"):
+        assert (tmp_path / folder / MARKER).is_file()
+    (older / "notes.txt").write_text("mine")
+    claim(older)  # marked: the bench's own from now on
+    with pytest.raises(Exception, match="did not write"):
+        claim(user)
+    (tmp_path / "loose" / "runs" / "other").mkdir(parents=True)  # runs/ that is no bench's
+    with pytest.raises(Exception, match="did not write"):
+        claim(tmp_path / "loose")

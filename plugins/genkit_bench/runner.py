@@ -23,17 +23,19 @@ from genkit_bench.plan import PlannedRun, all_missing, missing_error, plan, seed
 from genkit_bench.score import check_metric, curve_of, floors, score_run
 from genkit_bench.spec import BenchSpec
 from genkit_bench.train import train_run  # noqa: F401 (the bench's API)
-from genkit_bench.write import RunResult, result_of, results_of
+from genkit_bench.write import RunResult, claim, result_of, results_of
 
 
 def run_bench(spec: BenchSpec, out: Path, plugin_set, progress=None) -> dict[str, Any] | None:
     """Train and score every planned run, then return the results dictionary (results.json).
 
-    Under torchrun every rank trains (data-parallel, as genkit train does) and rank 0
+    ``out`` must be new, empty or the bench's own (write.claim), checked before anything is
+    written. Under torchrun every rank trains (data-parallel, as genkit train does) and rank 0
     alone scores and writes; the other ranks return None. Every rank draws a share of the
     samples, which rank 0 gathers and scores.
     """
     main = Distributed.from_environment().is_main
+    claim(out, write=main)
     threads = torch.get_num_threads()
     if spec.torch_threads:
         torch.set_num_threads(spec.torch_threads)
@@ -58,7 +60,6 @@ def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, An
     dist = Distributed.from_environment()
     if dist.is_main:
         check_metric(spec, planned[0], registries)
-        out.mkdir(parents=True, exist_ok=True)
     dist.barrier()
 
     total = len(planned) * spec.steps

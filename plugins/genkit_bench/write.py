@@ -1,8 +1,9 @@
-"""The bench's output folder, filled with results.json, report.md and curves.png (report.py
-draws them), from the results assembled here.
+"""The bench's output folder: claimed before anything is written in it, then filled with
+results.json, report.md and curves.png (report.py draws them), from the results assembled here.
 
 Layout of the output folder::
 
+    OUT/.genkit-bench               the marker: this folder is the bench's own (written first)
     OUT/runs/seed{S}/{RUN}/         a genkit run folder (config.toml, checkpoint.pt, metrics.jsonl)
                                     plus bench-eval.json, the cached scores of its final weights
     OUT/pictures/                   one picture per model and sampling setting
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,16 +24,52 @@ from typing import Any
 import torch
 
 import genkit
+from genkit.errors import GenkitError
 from genkit.evaluation import REFERENCE_SEED
+from genkit.training import lock
 
 from genkit_bench import report
 from genkit_bench.spec import BenchSpec, display_source
 from genkit_bench.stats import Comparison, summarize, verdict_sentence
 
+MARKER = ".genkit-bench"
 WALL_FILE = "wall-time.json"  # wall-clock seconds of every invocation on this output folder
+# what a bench folder written before the marker existed holds (and nothing else)
+BENCH_ENTRIES = {"runs", "pictures", "results.json", "report.md", "curves.png", WALL_FILE, lock.LOCK_FILE}
 
 
 # ----------------------------------------------------------------------------- the folder
+
+
+def claim(out: Path, write: bool = True) -> None:
+    """Make ``out`` the bench's own before anything is written in it, or refuse with one line.
+
+    A new or empty folder is marked (``MARKER``) and so is one holding a bench's layout from
+    before the marker existed (runs/seedS/... and the bench's own files, nothing else); any other
+    folder with something in it is refused, so no user file (a report.md, a run's curves.png) is
+    ever replaced. ``write=False`` checks only (the ranks other than 0 under torchrun)."""
+    out = Path(out)
+    if (out / MARKER).is_file():
+        return
+    if out.exists() and not out.is_dir():
+        raise GenkitError(f"--out {out} is a file; name a new or empty folder (or one genkit bench wrote)")
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if entries and not _has_bench_layout(out, entries):
+        shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+        raise GenkitError(
+            f"--out {out} holds files genkit bench did not write ({shown}); it writes only into a new or empty "
+            f"folder or one it made: pick another --out"
+        )
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / MARKER).write_text("This folder is the output of genkit bench, which writes only into folders marked so.\n")
+
+
+def _has_bench_layout(out: Path, entries: list[str]) -> bool:
+    runs = out / "runs"
+    if not set(entries) <= BENCH_ENTRIES or not runs.is_dir():
+        return False
+    return all(seed.is_dir() and re.fullmatch(r"seed\d+", seed.name) for seed in runs.iterdir())
 
 
 def read_bench_file(path: Path) -> Any:
