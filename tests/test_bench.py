@@ -161,10 +161,10 @@ def test_bench_end_to_end_writes_everything_and_the_table_equals_the_json(tiny_p
     assert "one seed and so no spread" in results["verdict"]["sentence"]
     assert "![metric against training step](curves.png)" in report and "pictures/ict-seed0-1nfe.png" in report
 
-    # rerunning with the same --out trains nothing and gives the same numbers
+    # rerunning with the same --out trains nothing and gives the same numbers (bench run: the same command)
     checkpoint = out / nfe["ict"]["folder"] / "checkpoint.pt"
     before = checkpoint.stat().st_mtime_ns
-    again = invoke("bench", "cd-vs-ict", "--preset", tiny_preset, "--out", out)
+    again = invoke("bench", "run", "--preset", tiny_preset, "--out", out)
     assert again.exit_code == 0, again.output
     assert checkpoint.stat().st_mtime_ns == before
     rerun = json.loads((out / "results.json").read_text())
@@ -189,8 +189,14 @@ def test_an_interrupted_run_is_resumed_not_restarted(tiny_preset, tmp_path, monk
         real_init(self, config, run, registries, resume=resume)
 
     monkeypatch.setattr(Trainer, "__init__", spy)
+    import genkit.training.loop
+
+    builds = []
+    real_build = genkit.training.loop.build
+    monkeypatch.setattr(genkit.training.loop, "build", lambda config, *args: builds.append(config.method) or real_build(config, *args))
     results = bench_runner.run_bench(spec, out, plugins.load())
     assert resumed == [("ict", True), ("ct", False)]
+    assert builds == ["ict", "ct"]  # each run built once, by the Trainer that trains it
     assert [r["step"] for r in results["runs"]] == [30, 30]
     steps_logged = [r["step"] for r in RunFolder(planned["ict"].folder).metrics() if "loss" in r]
     assert steps_logged == [5, 10, 15, 20, 25, 30]
@@ -208,6 +214,18 @@ def test_rerun_with_another_budget_into_the_same_out_is_refused(tiny_preset, tmp
 
 
 # ----------------------------------------------------------------------------- presets and plans
+
+
+def test_bench_run_takes_any_preset_and_cd_vs_ict_is_it_on_the_default(tiny_preset, tmp_path):
+    result = invoke("bench", "run", "--preset", tiny_preset, "--dry-run", "--out", tmp_path / "plan")
+    assert result.exit_code == 0, result.output
+    assert "plan: genkit bench run --preset tiny" in result.output and "every component is installed" in result.output
+    assert not (tmp_path / "plan").exists()
+    same = invoke("bench", "cd-vs-ict", "--dry-run", "--out", tmp_path / "plan")
+    default = invoke("bench", "run", "--preset", "toy2d", "--dry-run", "--out", tmp_path / "plan")
+    assert same.exit_code == default.exit_code == 0, same.output + default.output
+    assert same.output.replace("bench cd-vs-ict", "bench run") == default.output
+    assert "--preset" in invoke("bench", "run").output  # the preset is not optional
 
 
 def test_list_shows_the_built_in_presets():
