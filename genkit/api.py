@@ -25,7 +25,7 @@ from genkit.build import pick_device
 from genkit.trained import TrainedModel, load_trained
 from genkit.config import SEED_LIMIT
 from genkit.errors import GenkitError
-from genkit.evaluation import build_evaluators, data_floor, draw_samples, reference_data, score
+from genkit.evaluation import build_evaluators, draw_samples, score_against_data
 from genkit.evaluation.levels import check_levels, require_consistency_sampler
 from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder, new_run_path
@@ -117,10 +117,7 @@ class Model:
         num = built.config.sample.num if num is None else num
         whole("num", num, 1)
         evaluators = build_evaluators(built, metrics=metrics)
-        scores = score(self.sample(num, steps, seed, levels=levels), reference_data(built.dataset, num), evaluators)
-        if floor:
-            scores.update({f"{name}/floor": value for name, value in data_floor(built.dataset, evaluators, num).items()})
-        return scores
+        return score_against_data(self.sample(num, steps, seed, levels=levels), built.dataset, evaluators, floor=floor)
 
 
 def whole(name: str, value: Any, minimum: int, optional: bool = False) -> None:

@@ -112,7 +112,7 @@ def test_bench_end_to_end_writes_everything_and_the_table_equals_the_json(tiny_p
     result = invoke("bench", "cd-vs-ict", "--preset", tiny_preset, "--out", out)
     assert result.exit_code == 0, result.output
 
-    for name in ("results.json", "report.md", "curves.png"):
+    for name in ("results.json", "report.md", "curves.png", ".genkit-bench"):
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
     assert [r["name"] for r in results["runs"]] == ["edm", "cd", "ict", "ct"]
@@ -161,10 +161,10 @@ def test_bench_end_to_end_writes_everything_and_the_table_equals_the_json(tiny_p
     assert "one seed and so no spread" in results["verdict"]["sentence"]
     assert "![metric against training step](curves.png)" in report and "pictures/ict-seed0-1nfe.png" in report
 
-    # rerunning with the same --out trains nothing and gives the same numbers
+    # rerunning with the same --out trains nothing and gives the same numbers (bench run: the same command)
     checkpoint = out / nfe["ict"]["folder"] / "checkpoint.pt"
     before = checkpoint.stat().st_mtime_ns
-    again = invoke("bench", "cd-vs-ict", "--preset", tiny_preset, "--out", out)
+    again = invoke("bench", "run", "--preset", tiny_preset, "--out", out)
     assert again.exit_code == 0, again.output
     assert checkpoint.stat().st_mtime_ns == before
     rerun = json.loads((out / "results.json").read_text())
@@ -189,8 +189,14 @@ def test_an_interrupted_run_is_resumed_not_restarted(tiny_preset, tmp_path, monk
         real_init(self, config, run, registries, resume=resume)
 
     monkeypatch.setattr(Trainer, "__init__", spy)
+    import genkit.training.loop
+
+    builds = []
+    real_build = genkit.training.loop.build
+    monkeypatch.setattr(genkit.training.loop, "build", lambda config, *args: builds.append(config.method) or real_build(config, *args))
     results = bench_runner.run_bench(spec, out, plugins.load())
     assert resumed == [("ict", True), ("ct", False)]
+    assert builds == ["ict", "ct"]  # each run built once, by the Trainer that trains it
     assert [r["step"] for r in results["runs"]] == [30, 30]
     steps_logged = [r["step"] for r in RunFolder(planned["ict"].folder).metrics() if "loss" in r]
     assert steps_logged == [5, 10, 15, 20, 25, 30]
@@ -208,6 +214,18 @@ def test_rerun_with_another_budget_into_the_same_out_is_refused(tiny_preset, tmp
 
 
 # ----------------------------------------------------------------------------- presets and plans
+
+
+def test_bench_run_takes_any_preset_and_cd_vs_ict_is_it_on_the_default(tiny_preset, tmp_path):
+    result = invoke("bench", "run", "--preset", tiny_preset, "--dry-run", "--out", tmp_path / "plan")
+    assert result.exit_code == 0, result.output
+    assert "plan: genkit bench run --preset tiny" in result.output and "every component is installed" in result.output
+    assert not (tmp_path / "plan").exists()
+    same = invoke("bench", "cd-vs-ict", "--dry-run", "--out", tmp_path / "plan")
+    default = invoke("bench", "run", "--preset", "toy2d", "--dry-run", "--out", tmp_path / "plan")
+    assert same.exit_code == default.exit_code == 0, same.output + default.output
+    assert same.output.replace("bench cd-vs-ict", "bench run") == default.output
+    assert "--preset" in invoke("bench", "run").output  # the preset is not optional
 
 
 def test_list_shows_the_built_in_presets():
@@ -275,3 +293,44 @@ def test_report_names_every_run_trained_from_a_teacher():
     assert teacher_cost_sentence(builtin).startswith("CD is shown without and with (`incl. teacher`) its teacher's cost")
     plugin = {"runs": {**builtin["runs"], "ect": {"method": "ect", "label": "ECT", "teacher": "edm"}}}  # a plugin's method
     assert teacher_cost_sentence(plugin).startswith("CD and ECT are shown without and with (`incl. teacher`)")
+
+
+# ----------------------------------------------------------------------------- the output folder
+
+
+def test_the_bench_writes_only_into_a_folder_it_marked_as_its_own(tiny_preset, tmp_path):
+    user = tmp_path / "user"  # a user's own report and results, not genkit's
+    user.mkdir()
+    (user / "report.md").write_text("my report\n")
+    (user / "results.json").write_text("{}\n")
+    result = invoke("bench", "run", "--preset", tiny_preset, "--out", user)
+    assert_one_line_error(result, f"--out {user} holds files genkit bench did not write")
+    assert (user / "report.md").read_text() == "my report\n" and (user / "results.json").read_text() == "{}\n"
+    assert sorted(p.name for p in user.iterdir()) == ["report.md", "results.json"]  # nothing added either
+
+    run = tmp_path / "run"  # a training run's folder: its curves.png must survive
+    run.mkdir()
+    for name in ("config.toml", "checkpoint.pt", "curves.png"):
+        (run / name).write_text(name)
+    assert_one_line_error(invoke("bench", "cd-vs-ict", "--preset", tiny_preset, "--out", run), "did not write")
+    assert (run / "curves.png").read_text() == "curves.png"
+
+    # a new folder, an empty one, and one the bench wrote before the marker existed are its own
+    from genkit_bench.write import MARKER, claim
+
+    claim(tmp_path / "new")
+    (tmp_path / "empty").mkdir()
+    claim(tmp_path / "empty")
+    older = tmp_path / "older"
+    (older / "runs" / "seed0" / "ict").mkdir(parents=True)
+    (older / "results.json").write_text("{}\n")
+    claim(older)
+    for folder in ("new", "empty", "older"):
+        assert (tmp_path / folder / MARKER).is_file()
+    (older / "notes.txt").write_text("mine")
+    claim(older)  # marked: the bench's own from now on
+    with pytest.raises(Exception, match="did not write"):
+        claim(user)
+    (tmp_path / "loose" / "runs" / "other").mkdir(parents=True)  # runs/ that is no bench's
+    with pytest.raises(Exception, match="did not write"):
+        claim(tmp_path / "loose")

@@ -321,7 +321,7 @@ def test_a_damaged_statistics_cache_is_computed_again(tmp_path, monkeypatch):
 
 def test_damaged_bench_caches_are_computed_again(tmp_path):
     from genkit import plugins
-    from genkit_bench import runner
+    from genkit_bench import runner, score, write
     from genkit_bench import spec as bench_spec
     from test_bench import TINY_BENCH
 
@@ -330,13 +330,13 @@ def test_damaged_bench_caches_are_computed_again(tmp_path):
     spec.run_list = [r for r in spec.run_list if r.name in ("ict", "ct")]  # no teacher needed
     out = tmp_path / "out"
     first = runner.run_bench(spec, out, plugins.load())
-    cache = sorted(out.rglob(runner.EVAL_FILE))[0]
+    cache = sorted(out.rglob(score.EVAL_FILE))[0]
     cache.write_bytes(cache.read_bytes()[:50])  # cut short
-    (out / runner.WALL_FILE).write_bytes(b"\xff\xfe")
+    (out / write.WALL_FILE).write_bytes(b"\xff\xfe")
     again = runner.run_bench(spec, out, plugins.load())
     assert [r["scores"] for r in again["runs"]] == [r["scores"] for r in first["runs"]]  # scored again, the same
     assert json.loads(cache.read_text())["scores"] in [r["scores"] for r in first["runs"]]
-    assert len(json.loads((out / runner.WALL_FILE).read_text())["invocations_s"]) == 1  # counting started again
+    assert len(json.loads((out / write.WALL_FILE).read_text())["invocations_s"]) == 1  # counting started again
 
 
 @pytest.mark.parametrize("damage", [b"", b'{"a": ', b"\xff", b'"text"'])

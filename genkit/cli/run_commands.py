@@ -14,7 +14,7 @@ from genkit import files, plugins
 from genkit.api import load, new_run, resumable_run
 from genkit.cli.errors import console, handles_user_errors
 from genkit.errors import GenkitError
-from genkit.evaluation import build_evaluators, data_floor, reference_data, score
+from genkit.evaluation import build_evaluators, reference_data, score_against_data
 from genkit.evaluation.levels import CACHE_FILE as LEVELS_FILE
 from genkit.evaluation.levels import DEFAULT_ITERATIONS, DEFAULT_SEARCH_SAMPLES, check_search, parse_levels, search_levels
 from genkit.evaluation.scoring import sample_seeds
@@ -145,15 +145,14 @@ def _print_scores(samples, reference, built, num) -> None:
     if num < 2:
         console.print("scores need at least 2 samples; not scored")
         return
-    dataset = built.dataset
-    model_scores = score(samples, reference, evaluators)
-    floor = data_floor(dataset, evaluators, num)
+    scores = score_against_data(samples, built.dataset, evaluators, reference=reference, floor=True)
     table = Table(title=f"{num} samples vs {num} held-out data points")
     for column in ("metric", "samples vs data", "data vs data (floor)", "ratio"):
         table.add_column(column)
     for name in evaluators:
-        ratio = f"{model_scores[name] / floor[name]:.2f}x" if floor[name] > 0 else "-"
-        table.add_row(name, f"{model_scores[name]:.4f}", f"{floor[name]:.4f}", ratio)
+        value, floor = scores[name], scores[f"{name}/floor"]
+        ratio = f"{value / floor:.2f}x" if floor > 0 else "-"
+        table.add_row(name, f"{value:.4f}", f"{floor:.4f}", ratio)
     console.print(table)
 
 

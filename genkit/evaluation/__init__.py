@@ -9,6 +9,7 @@ from genkit.evaluation.scoring import (
     draw_samples,
     reference_data,
     score,
+    score_against_data,
 )
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "gaussian_stats",
     "reference_data",
     "score",
+    "score_against_data",
     "sliced_wasserstein",
 ]

@@ -110,3 +110,16 @@ def reference_data(dataset, num: int) -> torch.Tensor:
 def data_floor(dataset, evaluators: dict, num: int) -> dict[str, float]:
     """Held-out data scored against the reference: what a perfect model scores at ``num`` points."""
     return score(dataset.reference(num, seed=FLOOR_SEED), reference_data(dataset, num), evaluators)
+
+
+def score_against_data(samples: torch.Tensor, dataset, evaluators: dict, reference: torch.Tensor | None = None,
+                       floor: bool = False) -> dict[str, float]:
+    """Drawn samples scored by every evaluator against as many held-out data points (the
+    reference draw; pass ``reference`` when it is at hand already). ``floor=True`` adds
+    ``<metric>/floor``: a second held-out draw of that size scored the same way, what a perfect
+    model reaches. The one scoring path of ``genkit sample``, ``Model.evaluate`` and the bench."""
+    num = len(samples)
+    scores = score(samples, reference_data(dataset, num) if reference is None else reference, evaluators)
+    if floor:
+        scores.update({f"{name}/floor": value for name, value in data_floor(dataset, evaluators, num).items()})
+    return scores

@@ -1,5 +1,6 @@
-"""Benchmarks: ``genkit bench cd-vs-ict`` trains an EDM teacher, CD from it, iCT and CT under one
-budget per seed, scores every model at 1 and 2 steps and writes a table, JSON and a report."""
+"""Benchmarks: ``genkit bench run --preset NAME`` trains the runs of a bench preset under one budget
+per seed (``genkit bench cd-vs-ict``: the default preset, an EDM teacher, CD from it, iCT and CT),
+scores every model at 1 and 2 steps and writes a table, JSON and a report."""
 
 from importlib import resources
 from pathlib import Path

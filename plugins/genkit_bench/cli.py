@@ -1,4 +1,4 @@
-"""``genkit bench``: the command group, ``--list`` and ``cd-vs-ict``."""
+"""``genkit bench``: the command group, ``--list``, ``run --preset NAME`` and ``cd-vs-ict`` (the default preset)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from genkit.cli import console, handles_user_errors
 from genkit.errors import GenkitError
 from genkit.training.loop import TrainingInterrupted
 
-from genkit_bench import report, runner, spec as bench_spec
+from genkit_bench import plan, report, runner, spec as bench_spec, write
 from genkit_bench.stats import format_number
 
 bench_app = typer.Typer(
@@ -32,7 +32,7 @@ def bench(
     ctx: typer.Context,
     list_presets: Annotated[bool, typer.Option("--list", help="List the built-in bench presets and exit.")] = False,
 ) -> None:
-    """Benchmarks: `genkit bench cd-vs-ict`."""
+    """Benchmarks: `genkit bench run --preset NAME`, or `genkit bench cd-vs-ict`."""
     if list_presets:
         _list_presets()
         raise typer.Exit()
@@ -85,25 +85,51 @@ def _bench_assignment(text: str) -> str:
     return text if text.strip().startswith("bench.") else f"bench.{text.strip()}"
 
 
+PresetOption = Annotated[str, typer.Option(help="Bench preset: a built-in name (see --list) or a TOML file.")]
+SeedsOption = Annotated[Optional[int], typer.Option(help="Number of seeds (0..N-1); default: the preset's.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Validate the preset and print the plan; train nothing.")]
+SetOption = Annotated[list[str], typer.Option("--set", help="Override a bench key: --set steps=500, --set overrides.network.width=64 (repeatable).")]
+OUT_HELP = "Output folder: new, empty or one genkit bench wrote; rerun with the same one to resume (default: {default})."
+DEFAULT_PRESET = "toy2d"  # what `genkit bench cd-vs-ict` runs
+
+
+@bench_app.command("run")
+@handles_user_errors
+def run(
+    preset: Annotated[str, typer.Option(help="Bench preset: a built-in name (see --list) or a TOML file.", show_default=False)],
+    seeds: SeedsOption = None,
+    out: Annotated[Optional[Path], typer.Option(help=OUT_HELP.format(default="runs/bench-PRESET"))] = None,
+    dry_run: DryRunOption = False,
+    assignments: SetOption = [],
+) -> None:
+    """Run any bench preset: train its runs per seed under one budget, score them, report."""
+    _run_preset("run", preset, seeds, out, dry_run, assignments, default_out="bench-{name}")
+
+
 @bench_app.command("cd-vs-ict")
 @handles_user_errors
 def cd_vs_ict(
-    preset: Annotated[str, typer.Option(help="Bench preset: a built-in name (see --list) or a TOML file.")] = "toy2d",
-    seeds: Annotated[Optional[int], typer.Option(help="Number of seeds (0..N-1); default: the preset's.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder; rerun with the same one to resume (default: runs/bench-cd-vs-ict-PRESET).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate the preset and print the plan; train nothing.")] = False,
-    assignments: Annotated[list[str], typer.Option("--set", help="Override a bench key: --set steps=500, --set overrides.network.width=64 (repeatable).")] = [],
+    preset: PresetOption = DEFAULT_PRESET,
+    seeds: SeedsOption = None,
+    out: Annotated[Optional[Path], typer.Option(help=OUT_HELP.format(default="runs/bench-cd-vs-ict-PRESET"))] = None,
+    dry_run: DryRunOption = False,
+    assignments: SetOption = [],
 ) -> None:
-    """EDM teacher, CD from it, iCT and CT from scratch, per seed; score at 1, 2 (or bench.sampling_steps) steps; report."""
+    """EDM teacher, CD from it, iCT and CT from scratch, per seed; score at 1, 2 (or bench.sampling_steps) steps; report.
+    The same as `genkit bench run --preset toy2d` (its default preset)."""
+    _run_preset("cd-vs-ict", preset, seeds, out, dry_run, assignments, default_out="bench-cd-vs-ict-{name}")
+
+
+def _run_preset(command: str, preset: str, seeds: int | None, out: Path | None, dry_run: bool, assignments: list[str], default_out: str) -> None:
     if seeds is not None and seeds < 1:
         raise GenkitError("--seeds must be at least 1")
     spec = bench_spec.load_spec(preset, [_bench_assignment(a) for a in assignments], seeds)
     if out is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise GenkitError("under torchrun, name the output folder with --out so every process uses the same one")
-    out = out or Path("runs") / f"bench-cd-vs-ict-{spec.name}"
+    out = out or Path("runs") / default_out.format(name=spec.name)
     plugin_set = plugins.load()
     if dry_run:
-        _print_plan(spec, out, runner.plan(spec, out, plugin_set.registries))
+        _print_plan(command, spec, out, plan.plan(spec, out, plugin_set.registries))
         return
     main = int(os.environ.get("RANK", "0")) == 0
     try:
@@ -114,9 +140,7 @@ def cd_vs_ict(
     if results is None:  # a rank other than 0 under torchrun: rank 0 reports
         return
     out = Path(out)
-    report.write_json(results, out)
-    curves = report.plot_curves(results, out)
-    report.write_report(results, out, curves)
+    curves = write.write_outputs(results, out)
     console.print(report.rich_table(results, console.width))
     console.print(f"[bold]verdict:[/] {results['verdict']['sentence']}", highlight=False)
     console.print(
@@ -156,11 +180,11 @@ def _levels_phrase(sampling_steps: list[int], levels: list[float]) -> str:
     return f"levels {', '.join(map(str, levels[: most - 1]))} (k steps use the first k - 1)"
 
 
-def _print_plan(spec: bench_spec.BenchSpec, out: Path, planned: list[runner.PlannedRun]) -> None:
-    console.print(f"[bold]plan: genkit bench cd-vs-ict --preset {spec.name}[/]  ({spec.title})", highlight=False)
+def _print_plan(command: str, spec: bench_spec.BenchSpec, out: Path, planned: list[plan.PlannedRun]) -> None:
+    console.print(f"[bold]plan: genkit bench {command} --preset {spec.name}[/]  ({spec.title})", highlight=False)
     console.print(f"  preset file       {bench_spec.display_source(spec)}", highlight=False)
     console.print(f"  training preset   {spec.training_preset}", highlight=False)
-    console.print(f"  seeds             {', '.join(map(str, runner.seeds_of(spec)))}", highlight=False)
+    console.print(f"  seeds             {', '.join(map(str, plan.seeds_of(spec)))}", highlight=False)
     console.print(
         f"  budget            {spec.steps} steps x batch {spec.batch_size} = {spec.steps * spec.batch_size:.4g} "
         f"training samples, the same for every method",
@@ -175,7 +199,7 @@ def _print_plan(spec: bench_spec.BenchSpec, out: Path, planned: list[runner.Plan
     console.print(f"  output            {out}", highlight=False)
     registries = plugins.registries()
     console.print("[bold]runs[/] (per seed, in this order; each one a genkit run folder under OUT/runs/seedS/)")
-    for item in [p for p in planned if p.seed == runner.seeds_of(spec)[0]]:
+    for item in [p for p in planned if p.seed == plan.seeds_of(spec)[0]]:
         view = item.config.to_dict() if item.config else bench_spec.validate_partially(item.layers, registries)
         network, train = view["network"], view["train"]
         options = view["methods"].get(item.run.method, {})
@@ -204,7 +228,7 @@ def _print_plan(spec: bench_spec.BenchSpec, out: Path, planned: list[runner.Plan
         console.print(f"      sampling  {sampling}", highlight=False)
     for note in spec.notes:
         console.print(f"  note: {note}", highlight=False)
-    missing = runner.all_missing(planned)
+    missing = plan.all_missing(planned)
     if missing:
         listing = ", ".join(str(m) for m in missing)
         console.print(

@@ -14,60 +14,120 @@ or run) is the older spelling of a single level, ``levels = [x]``.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from genkit import config as configuration
 from genkit import plugins
 from genkit.errors import GenkitError
-from genkit.schema import to_plain
+from genkit.schema import Check, option, positive, to_plain
 
-ROLES = ("teacher", "contender", "reference")
 FIXED_KEYS = ("method", "seed", "train.steps", "train.batch_size")  # the budget: no override may set them
+DEFAULT_LEVELS = [0.821]  # iCT's CIFAR-10 2-step level (Song & Dhariwal 2023)
+
+descending = Check(lambda levels: all(later < earlier for earlier, later in zip(levels, levels[1:])), "must descend")
+step_counts = Check(
+    lambda steps: bool(steps) and all(k >= 1 for k in steps) and len(set(steps)) == len(steps),
+    "must list different step counts of 1 or more",
+)
+
+
+def _check_levels(holder: Any) -> None:
+    """levels positive, and not together with two_step_sigma (its older spelling)."""
+    if holder.levels and holder.two_step_sigma:
+        raise ValueError("sets both levels and two_step_sigma (the older spelling of levels = [x]); keep levels")
+    if any(not tau > 0 for tau in holder.levels):
+        raise ValueError(f"levels must be positive, got {holder.levels}")
+
+
+def _fixed_key_in(overrides: dict) -> str | None:
+    return next((dotted for dotted in FIXED_KEYS if _has_key(overrides, dotted)), None)
+
+
+FIXED_TEXT = "the budget is fixed by the bench (bench.steps, bench.batch_size, seeds) for every method"
 
 
 @dataclass
 class RunSpec:
-    """One model the bench trains per seed."""
+    """One model the bench trains per seed: a table of ``bench.runs``."""
 
-    method: str = ""  # a registered training method
-    label: str = ""  # name in tables and plots (default: the run's key)
-    role: str = "contender"  # teacher | contender | reference
-    teacher: str = ""  # key of the run whose folder becomes methods.METHOD.teacher
-    levels: list[float] = field(default_factory=list)  # this run's multistep levels, descending (empty: the bench's)
-    two_step_sigma: float = 0.0  # older spelling of levels = [two_step_sigma] (0: the bench's levels)
-    overrides: Any = field(default_factory=dict)  # config keys layered over the training preset
-    name: str = ""  # filled from the table key
+    method: str = option("", "a registered training method")
+    label: str = option("", "name in tables and plots (default: the run's key)")
+    role: Literal["teacher", "contender", "reference"] = option("contender", "teacher | contender | reference")
+    teacher: str = option("", "key of the run whose folder becomes the method's teacher run")
+    levels: list[float] = option([], "this run's multistep levels, descending (empty: the bench's)", descending)
+    two_step_sigma: float = option(0.0, "older spelling of levels = [two_step_sigma] (0: the bench's levels)", positive)
+    overrides: dict[str, Any] = option(default_factory=dict, help="config keys layered over the training preset")
+    name = ""  # its key in bench.runs (not an option: no annotation)
+
+    def __post_init__(self):
+        if not self.method:
+            raise ValueError("method is missing")
+        _check_levels(self)
+        fixed = _fixed_key_in(self.overrides)
+        if fixed:
+            raise ValueError(f"overrides sets {fixed}; {FIXED_TEXT}")
 
 
 @dataclass
 class BenchSpec:
-    """The validated ``[bench]`` table of a bench preset."""
+    """The ``[bench]`` table of a bench preset, validated by the option schema."""
 
-    title: str = ""  # one line shown by `genkit bench --list`
-    training_preset: str = "toy2d"  # the genkit training preset (name or TOML file) every run starts from
-    seeds: int = 1  # seeds 0..seeds-1 unless --seeds says otherwise
-    steps: int = 1000  # training steps K, the same for every method
-    batch_size: int = 256  # training batch size, the same for every method
-    sampling_steps: list[int] = field(default_factory=lambda: [1, 2])  # consistency models are scored at these
-    levels: list[float] = field(default_factory=list)  # multistep levels, descending: k steps use the first k - 1 (empty: [0.821])
-    two_step_sigma: float = 0.0  # older spelling of levels = [two_step_sigma]; after loading, always levels[0]
-    eval_samples: int = 5000  # samples per final score (and held-out data points to score against)
-    curve_every: int = 0  # training steps between scores for the metric-vs-step plot (0: none)
-    curve_samples: int = 1000  # samples per curve point
-    metric: str = "swd"  # the evaluator the verdict is computed on
-    floor: bool = True  # also score held-out data against the reference: the data-vs-data floor
-    compare: list[str] = field(default_factory=lambda: ["ict", "cd"])  # the two runs the verdict compares
-    torch_threads: int = 0  # CPU threads for torch while the bench runs (0: torch's default)
-    notes: list[str] = field(default_factory=list)  # deviations from the papers, copied into the report
-    overrides: Any = field(default_factory=dict)  # config keys layered over the training preset for every run
-    runs: Any = field(default_factory=dict)  # run key -> RunSpec table, trained in this order
-    # filled by load_spec:
-    name: str = ""
-    source: str = ""  # the file read (absolute for built-ins)
-    given: str = ""  # the preset as the user named it
-    run_list: list[RunSpec] = field(default_factory=list)
+    title: str = option("", "one line shown by `genkit bench --list`")
+    training_preset: str = option("toy2d", "the genkit training preset (name or TOML file) every run starts from")
+    seeds: int = option(1, "seeds 0..seeds-1 unless --seeds says otherwise", positive)
+    steps: int = option(1000, "training steps K, the same for every method", positive)
+    batch_size: int = option(256, "training batch size, the same for every method", positive)
+    sampling_steps: list[int] = option([1, 2], "consistency models are scored at these", step_counts)
+    levels: list[float] = option([], "multistep levels, descending: k steps use the first k - 1 (empty: [0.821])", descending)
+    two_step_sigma: float = option(0.0, "older spelling of levels = [two_step_sigma]; after loading, always levels[0]", positive)
+    eval_samples: int = option(5000, "samples per final score (and held-out data points to score against)", positive)
+    curve_every: int = option(0, "training steps between scores for the metric-vs-step plot (0: none)", Check(lambda v: v >= 0, "must be 0 or positive"))
+    curve_samples: int = option(1000, "samples per curve point", positive)
+    metric: str = option("swd", "the evaluator the verdict is computed on")
+    floor: bool = option(True, "also score held-out data against the reference: the data-vs-data floor")
+    compare: list[str] = option(["ict", "cd"], "the two runs the verdict compares")
+    torch_threads: int = option(0, "CPU threads for torch while the bench runs (0: torch's default)", Check(lambda v: v >= 0, "must be 0 (torch's default) or positive"))
+    notes: list[str] = option([], "deviations from the papers, copied into the report")
+    overrides: dict[str, Any] = option(default_factory=dict, help="config keys layered over the training preset for every run")
+    runs: dict[str, RunSpec] = option(default_factory=dict, help="run key -> its table, trained in this order")
+    # not keys of the table (no annotation, so no fields): filled by load_spec and from runs
+    name = ""  # the preset's name
+    source = ""  # the file read (absolute for built-ins)
+    given = ""  # the preset as the user named it
+    # run_list, set by __post_init__: the runs of runs, in order (a caller may narrow it)
+
+    def __post_init__(self):
+        """The checks that span several keys; ValueErrors become one-line errors naming bench."""
+        if not self.runs:
+            raise ValueError("runs must be a table of runs")
+        for key, run in self.runs.items():
+            run.name, run.label = key, run.label or key
+        self.run_list = list(self.runs.values())
+        _check_levels(self)
+        if not self.levels:
+            self.levels = [self.two_step_sigma] if self.two_step_sigma else list(DEFAULT_LEVELS)
+        self.two_step_sigma = self.levels[0]
+        fixed = _fixed_key_in(self.overrides)
+        if fixed:
+            raise ValueError(f"overrides sets {fixed}; {FIXED_TEXT}")
+        names = list(self.runs)
+        if len(self.compare) != 2 or any(name not in names for name in self.compare):
+            raise ValueError(f"compare must name two runs of runs ({', '.join(names)}), got {self.compare}")
+        for name in self.compare:
+            if self.runs[name].role == "teacher":
+                raise ValueError(f"compare: run '{name}' is a teacher; compare consistency models")
+        for index, run in enumerate(self.run_list):
+            if run.teacher:
+                if run.teacher not in names:
+                    raise ValueError(f"runs.{run.name}.teacher names no run: '{run.teacher}' (runs: {', '.join(names)})")
+                if names.index(run.teacher) > index:
+                    raise ValueError(f"runs.{run.name}: its teacher '{run.teacher}' must come before it in runs")
+                if self.runs[run.teacher].role != "teacher":
+                    raise ValueError(f"runs.{run.name}.teacher: run '{run.teacher}' must have role = \"teacher\"")
+            if run.role != "teacher":  # the teacher samples with Heun
+                _check_enough_levels(self, run)
 
     def run(self, name: str) -> RunSpec:
         return next(r for r in self.run_list if r.name == name)
@@ -83,12 +143,20 @@ class BenchSpec:
         return max(self.sampling_steps)
 
     def to_dict(self) -> dict[str, Any]:
+        """The spec as results.json records it: each run as the keys its table sets."""
         values = dataclasses.asdict(self)
-        values.pop("run_list")
-        return values
+        values["runs"] = {run.name: _run_table(run) for run in self.run_list}
+        return {**values, "name": self.name, "source": self.source, "given": self.given}
+
+
+def _run_table(run: RunSpec) -> dict[str, Any]:
+    """A run's keys that differ from the defaults (its label: from its key)."""
+    defaults = {**to_plain(RunSpec(method="-")), "label": run.name}
+    return {key: value for key, value in to_plain(run).items() if value != defaults[key]}
 
 
 # ----------------------------------------------------------------------------- presets
+# Bench presets are found by these two functions alone (names, and a path by name).
 
 
 def preset_names() -> list[str]:
@@ -103,10 +171,8 @@ def preset_path(name: str) -> Path:
 def load_spec(preset: str, assignments: list[str] = (), seeds: int | None = None) -> BenchSpec:
     """Read and validate a bench preset; ``--set bench.KEY=VALUE`` and --seeds layer over it."""
     path = preset_path(preset)
-    source = f"bench preset {preset}"
     layers = configuration.Layers()
-    raw = configuration.read_toml(path)
-    layers.add(raw, source)
+    layers.add(configuration.read_toml(path), f"bench preset {preset}")
     for text in assignments:
         layers.add(configuration.parse_assignment(text), f"--set {text}")
     if seeds is not None:
@@ -116,12 +182,8 @@ def load_spec(preset: str, assignments: list[str] = (), seeds: int | None = None
         raise GenkitError(f"unknown key '{unknown[0]}' ({layers.source_of(unknown[0])}); a bench preset holds one [bench] table")
     if "bench" not in layers.data:
         raise GenkitError(f"{path} has no [bench] table")
-    parser = configuration.parser(layers, registries=None)
-    spec = parser.dataclass(BenchSpec, layers.data["bench"], "bench")
+    spec = configuration.parser(layers, registries=None).dataclass(BenchSpec, layers.data["bench"], "bench")
     spec.name, spec.source, spec.given = Path(preset).stem, str(path), str(preset)
-    spec.run_list = _parse_runs(spec, layers, parser)
-    _resolve_levels(spec, layers)
-    _check(spec, layers)
     spec.training_preset = _training_preset(spec.training_preset, path)
     return spec
 
@@ -135,105 +197,14 @@ def display_source(spec: BenchSpec) -> str:
     return spec.given
 
 
-def _parse_runs(spec: BenchSpec, layers: configuration.Layers, parser) -> list[RunSpec]:
-    if not isinstance(spec.runs, dict) or not spec.runs:
-        raise GenkitError(f"bench.runs must be a table of runs ({layers.source_of('bench.runs')})")
-    runs = []
-    for name, table in spec.runs.items():
-        prefix = f"bench.runs.{name}"
-        if not isinstance(table, dict) or "name" in table:
-            raise GenkitError(f"{prefix} must be a table with method = ... ({layers.source_of(prefix)})")
-        run = parser.dataclass(RunSpec, table, prefix)
-        run.name, run.label = name, run.label or name
-        if not run.method:
-            raise GenkitError(f"{prefix}.method is missing ({layers.source_of(prefix)})")
-        if run.role not in ROLES:
-            raise GenkitError(f"{prefix}.role must be one of {', '.join(ROLES)}, got '{run.role}' ({layers.source_of(prefix + '.role')})")
-        if not isinstance(run.overrides, dict):
-            raise GenkitError(f"{prefix}.overrides must be a table ({layers.source_of(prefix + '.overrides')})")
-        runs.append(run)
-    return runs
-
-
-def _check(spec: BenchSpec, layers: configuration.Layers) -> None:
-    def positive(key: str, value) -> None:
-        if value <= 0:
-            raise GenkitError(f"bench.{key} must be positive, got {value} ({layers.source_of('bench.' + key)})")
-
-    for key in ("seeds", "steps", "batch_size", "eval_samples", "curve_samples"):
-        positive(key, getattr(spec, key))
-    if spec.torch_threads < 0:
-        raise GenkitError(f"bench.torch_threads must be 0 (torch's default) or positive, got {spec.torch_threads}")
-    if spec.curve_every < 0:
-        raise GenkitError(f"bench.curve_every must be 0 or positive, got {spec.curve_every}")
-    steps = spec.sampling_steps
-    if not steps or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in steps) or len(set(steps)) < len(steps):
-        raise GenkitError(
-            f"bench.sampling_steps must list different step counts of 1 or more, got {steps} ({layers.source_of('bench.sampling_steps')})"
-        )
-    if not isinstance(spec.overrides, dict):
-        raise GenkitError(f"bench.overrides must be a table ({layers.source_of('bench.overrides')})")
-    names = [r.name for r in spec.run_list]
-    if len(spec.compare) != 2 or any(name not in names for name in spec.compare):
-        raise GenkitError(f"bench.compare must name two runs of bench.runs ({', '.join(names)}), got {spec.compare}")
-    for name in spec.compare:
-        if spec.run(name).role == "teacher":
-            raise GenkitError(f"bench.compare: run '{name}' is a teacher; compare consistency models")
-    seen: set[str] = set()
-    for run in spec.run_list:
-        if run.teacher:
-            if run.teacher not in names:
-                raise GenkitError(f"bench.runs.{run.name}.teacher names no run: '{run.teacher}' (runs: {', '.join(names)})")
-            if run.teacher not in seen:
-                raise GenkitError(f"bench.runs.{run.name}: its teacher '{run.teacher}' must come before it in bench.runs")
-            if spec.run(run.teacher).role != "teacher":
-                raise GenkitError(f"bench.runs.{run.name}.teacher: run '{run.teacher}' must have role = \"teacher\"")
-        if run.role != "teacher":  # the teacher samples with Heun
-            _check_enough_levels(spec, run, layers)
-        for scope, overrides in (("bench.overrides", spec.overrides), (f"bench.runs.{run.name}.overrides", run.overrides)):
-            for dotted in FIXED_KEYS:
-                if _has_key(overrides, dotted):
-                    raise GenkitError(
-                        f"{scope} sets {dotted}; the budget is fixed by the bench (bench.steps, bench.batch_size, seeds) for every method"
-                    )
-        seen.add(run.name)
-
-
-DEFAULT_LEVELS = [0.821]  # iCT's CIFAR-10 2-step level (Song & Dhariwal 2023)
-
-
-def _resolve_levels(spec: BenchSpec, layers: configuration.Layers) -> None:
-    """bench.levels from itself or the older two_step_sigma (one level); checked descending and
-    positive, for the bench and every run. Fills spec.two_step_sigma with the first level."""
-    scopes = [("bench", spec)] + [(f"bench.runs.{run.name}", run) for run in spec.run_list]
-    for scope, holder in scopes:
-        where = layers.source_of(scope + ".levels") if holder.levels else layers.source_of(scope + ".two_step_sigma")
-        if holder.levels and holder.two_step_sigma:
-            raise GenkitError(f"{scope} sets both levels and two_step_sigma (the older spelling of levels = [x]); keep levels ({where})")
-        if holder.two_step_sigma < 0 or (holder.two_step_sigma == 0 and _given(layers, scope + ".two_step_sigma")):
-            raise GenkitError(f"{scope}.two_step_sigma must be positive, got {holder.two_step_sigma} ({where})")
-        levels = list(holder.levels)
-        if any(not tau > 0 for tau in levels):
-            raise GenkitError(f"{scope}.levels must be positive, got {levels} ({where})")
-        if any(later >= earlier for earlier, later in zip(levels, levels[1:])):
-            raise GenkitError(f"{scope}.levels must descend, got {levels} ({where})")
-    if not spec.levels:
-        spec.levels = [spec.two_step_sigma] if spec.two_step_sigma else list(DEFAULT_LEVELS)
-    spec.two_step_sigma = spec.levels[0]
-
-
-def _given(layers: configuration.Layers, dotted: str) -> bool:
-    return _has_key(layers.data, dotted)
-
-
-def _check_enough_levels(spec: BenchSpec, run: RunSpec, layers: configuration.Layers) -> None:
+def _check_enough_levels(spec: BenchSpec, run: RunSpec) -> None:
     """k-step sampling of a consistency model needs k - 1 levels."""
     needed = spec.max_sampling_steps - 1
     levels = spec.run_levels(run)
     if len(levels) < needed:
         own = run.levels or run.two_step_sigma
         where = f"bench.runs.{run.name}.{'levels' if run.levels else 'two_step_sigma'}" if own else "bench.levels"
-        raise GenkitError(
+        raise ValueError(
             f"bench.sampling_steps asks {spec.max_sampling_steps} steps, which take {needed} levels; {where} gives "
             f"{len(levels)} ({', '.join(f'{t:g}' for t in levels)}) for run '{run.name}': give {where.rsplit('.', 1)[0]}.levels = [...]"
         )

@@ -4,7 +4,9 @@ public interfaces only, like the plugin itself, and runs installed or not (genki
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -255,3 +257,26 @@ def test_a_resumed_run_ends_where_a_straight_one_does(registries, edm_run, tmp_p
     resumed = genkit.train(out=tmp_path / "resumed", resume=True, steps=12)
     for name, value in straight.trained.model.state_dict().items():
         assert torch.equal(resumed.trained.model.state_dict()[name], value), name
+
+
+# ----------------------------------------------------------------------------- its bench preset
+
+BENCH_PRESET = Path(__file__).resolve().parent.parent / "bench-ict-vs-ect.toml"
+
+
+def test_its_bench_preset_benches_ict_against_ect_from_the_benchs_edm_run(registries, tmp_path):
+    from typer.testing import CliRunner
+
+    from genkit.cli.main import build_app
+
+    tiny = ["steps=6", "batch_size=32", "eval_samples=200", "curve_every=0", "overrides.network.width=16", "overrides.network.depth=1"]
+    args = ["bench", "run", "--preset", str(BENCH_PRESET), "--out", str(tmp_path / "bench")]
+    for assignment in tiny:
+        args += ["--set", assignment]
+    result = CliRunner().invoke(build_app(), args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "bench" / "results.json").read_text())
+    assert [r["name"] for r in results["runs"]] == ["edm", "ict", "ect"]
+    ect = results["runs"][2]
+    assert ect["step"] == 6 and ect["nfe_teacher_training"] > 0 and ect["config"]["methods"]["ect"]["q"] == 256
+    assert "ECT" in results["verdict"]["sentence"] and "iCT" in results["verdict"]["sentence"]

@@ -1,0 +1,89 @@
+"""Planning a bench: every (seed, run) with its config, resolved once, before anything is trained."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from genkit import config as configuration
+from genkit.errors import GenkitError
+
+from genkit_bench.spec import BenchSpec, Missing, RunSpec, missing_components, run_layers, validate_partially
+
+
+@dataclass
+class PlannedRun:
+    """One run at one seed, before anything is trained."""
+
+    run: RunSpec
+    seed: int
+    folder: Path
+    layers: configuration.Layers
+    missing: list[Missing]
+    config: configuration.Config | None = None  # resolved (once) when nothing is missing
+
+    @property
+    def key(self) -> str:
+        return f"seed{self.seed}/{self.run.name}"
+
+
+def seeds_of(spec: BenchSpec) -> list[int]:
+    return list(range(spec.seeds))
+
+
+def plan(spec: BenchSpec, out: Path, registries) -> list[PlannedRun]:
+    """Every (seed, run) with its config layers; resolved where every component is installed."""
+    out = Path(out).resolve()
+    planned = []
+    for seed in seeds_of(spec):
+        for run in spec.run_list:
+            folder = out / "runs" / f"seed{seed}" / run.name
+            teacher_folder = out / "runs" / f"seed{seed}" / run.teacher if run.teacher else None
+            layers = run_layers(spec, run, seed, teacher_folder, teacher_key(run, registries))
+            missing = missing_components(layers, registries, run)
+            if spec.metric not in registries.evaluators:  # the verdict's metric
+                missing.append(Missing("evaluator", spec.metric, "bench.metric"))
+            item = PlannedRun(run, seed, folder, layers, missing)
+            if not missing:
+                item.config = configuration.resolve(layers, registries)
+            else:
+                validate_partially(layers, registries)  # a wrong key still fails here, before the missing part
+            planned.append(item)
+    _check_same_data(planned)
+    return planned
+
+
+def teacher_key(run: RunSpec, registries) -> str | None:
+    """The option a run's method reads its teacher folder from (None while the method is missing)."""
+    if not run.teacher or run.method not in registries.methods:
+        return None
+    key = getattr(registries.methods.get(run.method), "teacher_run_key", None)
+    if not key:
+        raise GenkitError(f"bench.runs.{run.name}.teacher: method '{run.method}' takes no teacher run")
+    return key
+
+
+def _check_same_data(planned: list[PlannedRun]) -> None:
+    names = {}
+    for item in planned:
+        data = item.layers.data.get("data", {})
+        names[item.run.name] = data if isinstance(data, str) else data.get("name") if isinstance(data, dict) else None
+    if len(set(names.values())) > 1:
+        listing = ", ".join(f"{run}: {name}" for run, name in names.items())
+        raise GenkitError(f"every run of a bench must train on the same data, got {listing}")
+
+
+def all_missing(planned: list[PlannedRun]) -> list[Missing]:
+    unique: dict[tuple[str, str], Missing] = {}
+    for item in planned:
+        for missing in item.missing:
+            unique.setdefault((missing.kind, missing.name), missing)
+    return list(unique.values())
+
+
+def missing_error(spec: BenchSpec, missing: list[Missing]) -> GenkitError:
+    listing = ", ".join(f"{m} (run '{m.needed_by}')" if m.kind == "method" else str(m) for m in missing)
+    return GenkitError(
+        f"bench preset '{spec.name}' needs components no installed plugin registers: {listing}; "
+        f"`genkit plugins` lists what is installed, `--dry-run` prints the plan"
+    )
