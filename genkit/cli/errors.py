@@ -22,7 +22,7 @@ INTERRUPTED_EXIT_CODE = 130
 FLAGS = {
     "levels": "--levels", "metric": "--metric", "steps": "--steps", "search_samples": "--search-samples",
     "search_iterations": "--search-iterations", "out": "--out", "teacher": "--teacher", "method": "--method",
-    "png_dir": "--png-dir", "num": "--num", "seed": "--seed", "label": "--label", "batch_size": "--batch-size",
+    "png_dir": "--png-dir", "resume": "--resume", "num": "--num", "seed": "--seed", "label": "--label", "batch_size": "--batch-size",
 }
 
 

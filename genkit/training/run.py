@@ -60,12 +60,12 @@ class RunFolder:
         checkpoint (marked as genkit's); never over a run with a checkpoint or into a folder of
         other files: a config.toml and metrics.jsonl there may be the user's own."""
         if self.path.exists() and not self.path.is_dir():
-            raise GenkitError(f"{self.path} is a file, not a run folder; pick another --out")
+            raise GenkitError(f"{self.path} is a file, not a run folder; pick another `out`")
         if self.has_checkpoint():
-            raise GenkitError(f"{self.path} already holds a run; continue it with --resume or pick another --out")
+            raise GenkitError(f"{self.path} already holds a run; continue it with `resume` or pick another `out`")
         others = [p.name for p in self.path.iterdir() if p.name != lock.LOCK_FILE] if self.path.is_dir() else []
         if others and not self.is_marked():
-            raise GenkitError(f"{self.path} is not empty and not a genkit run folder (it holds {others[0]}); pick another --out")
+            raise GenkitError(f"{self.path} is not empty and not a genkit run folder (it holds {others[0]}); pick another `out`")
 
     def mark(self) -> None:
         """Claim the folder for a new run, before writing anything else into it."""
