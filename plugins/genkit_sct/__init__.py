@@ -1,0 +1,9 @@
+"""sCT (Lu & Song 2025): continuous-time consistency training in TrigFlow."""
+
+from genkit.hookspecs import hookimpl
+from genkit_sct.method import ContinuousConsistencyTraining
+
+
+@hookimpl
+def register_methods(register):
+    register("sct", ContinuousConsistencyTraining)
