@@ -28,7 +28,7 @@ from genkit_sct.formulas import (
 from genkit_sct.method import TrigFlowConsistency
 from genkit_toy.mlp import MLP
 
-from conftest import TINY
+from conftest import TINY, build_for_training
 
 SIGMA_D = 0.5
 
@@ -177,3 +177,39 @@ def test_sct_trains_and_samples_finite_points(tmp_path):
 def test_sct_options_are_range_checked(tiny_config, assignment, message):
     with pytest.raises(GenkitError, match=message):
         tiny_config("sct", extra=[assignment])
+
+
+# ----------------------------------------------------------------------------- sCD
+
+
+@pytest.fixture(scope="module")
+def edm_run(registries, tmp_path_factory):
+    """A tiny EDM teacher (like conftest.TINY), trained for a few steps."""
+    from genkit import config as configuration
+    from genkit.training.loop import Trainer
+    from genkit.training.run import RunFolder
+
+    out = tmp_path_factory.mktemp("teacher") / "edm"
+    config = configuration.load_config(registries, "toy2d", assignments=TINY, flags={"method": "edm", "train.steps": 3})
+    Trainer(config, RunFolder(out), registries).train()
+    return out
+
+
+def test_scd_distils_the_edm_teachers_velocity(registries, tiny_config, edm_run, tmp_path):
+    built = build_for_training(tiny_config("scd", extra=[f"methods.scd.teacher_run='{edm_run}'"]), registries)
+    method, teacher = built.method, genkit.load(edm_run).network
+    torch.manual_seed(5)
+    x0, z, t = torch.randn(4, 2), SIGMA_D * torch.randn(4, 2), torch.tensor([0.3, 0.7, 1.0, 1.4])
+    x_t = noisy(x0, z, t)
+    sigma = SIGMA_D * torch.tan(t)  # dx_t/dt = (cos t x_t - D(x_t / cos t, sigma)) / sin t
+    expected = (torch.cos(t)[:, None] * x_t - teacher(x_t / torch.cos(t)[:, None], sigma)) / torch.sin(t)[:, None]
+    torch.testing.assert_close(method.velocity(x0, z, x_t, t), expected)
+    assert "teacher" not in "".join(method.state_dict())  # the teacher's weights stay out of checkpoints
+    model = genkit.train("toy2d", out=tmp_path / "scd", method="scd", teacher=edm_run, steps=4,
+                         **{k.replace(".", "__"): (int(v) if v.isdigit() else v) for k, v in (item.split("=") for item in TINY)})
+    assert torch.isfinite(model.sample(20, steps=2)).all()
+
+
+def test_scd_without_a_teacher_is_a_one_line_error(registries, tiny_config):
+    with pytest.raises(GenkitError, match="needs a teacher: pass --teacher RUN"):
+        build_for_training(tiny_config("scd"), registries)

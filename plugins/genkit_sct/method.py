@@ -93,7 +93,7 @@ class ContinuousConsistencyTraining(Method):
     """sCT (Lu & Song 2025): continuous-time consistency training in TrigFlow with tangent normalisation, warm-up and adaptive weighting."""
 
     paper = 'Lu & Song 2025, "Simplifying, Stabilizing and Scaling Continuous-Time Consistency Models", ICLR 2025, https://arxiv.org/abs/2410.11081'  # shown in docs/recipes.md
-    sampler = "TrigFlow consistency sampling from t = pi/2 through sample times (methods.sct.intermediate_times), one network call each"
+    sampler = "TrigFlow consistency sampling from t = pi/2 through the option intermediate_times, one network call each"
 
     @dataclass
     class Config:
@@ -147,7 +147,7 @@ class ContinuousConsistencyTraining(Method):
     def sample_times(self, steps: int) -> list[float]:
         times = list(self.options.intermediate_times)
         if steps - 1 > len(times):
-            raise ValueError(f"{steps}-step sampling needs {steps - 1} times in methods.sct.intermediate_times, the config gives {len(times)}: {times}")
+            raise ValueError(f"{steps}-step sampling needs {steps - 1} times in the option intermediate_times, the config gives {len(times)}: {times}")
         return [HALF_PI, *times[: steps - 1]]
 
     @torch.no_grad()
