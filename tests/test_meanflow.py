@@ -159,3 +159,24 @@ def test_the_mlp_second_time_is_an_option():
         two(x, c)
     assert not torch.allclose(two(x, c, c_second=c), two(x, c, c_second=c + 0.5))
     assert set(two.state_dict()) - set(one.state_dict()) == {key for key in two.state_dict() if key.startswith("embed_second.")}
+
+
+def test_the_jvp_goes_through_a_u_net_with_a_second_time():
+    from types import SimpleNamespace
+
+    from genkit_meanflow.method import AverageVelocityModel
+    from genkit_unet.song_unet import SongUNet
+
+    torch.manual_seed(0)
+    options = SongUNet.Config(channels=8, channel_multipliers=(1, 2), blocks_per_resolution=1, attention_resolutions=(8,), dropout=0.0, second_time=True)
+    net = SongUNet(options, SimpleNamespace(data_shape=(3, 8, 8))).double()
+    with torch.no_grad():
+        for parameter in net.parameters():  # the zero-initialised layers would hide the derivative
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    u = AverageVelocityModel(net)
+    z, v = torch.randn(2, 3, 8, 8, dtype=torch.float64), torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    r, t = torch.tensor([0.2, 0.0], dtype=torch.float64), torch.tensor([0.7, 1.0], dtype=torch.float64)
+    _, dudt = total_derivative(u, z, r, t, v)
+    h = 1e-6
+    estimate = (u(z + h * v, r, t + h) - u(z - h * v, r, t - h)) / (2 * h)
+    torch.testing.assert_close(dudt, estimate, rtol=1e-5, atol=1e-7)
