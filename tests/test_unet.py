@@ -182,3 +182,23 @@ def test_bad_options_are_reported():
         Parser().options(SongUNet, {"channels": 15}, "network")
     with pytest.raises(GenkitError, match="encoder"):
         Parser().options(SongUNet, {"encoder": "fancy"}, "network")
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_a_second_time_input_is_an_option_that_starts_ignored(name):
+    torch.manual_seed(0)
+    one = build(name, **SMALL)
+    torch.manual_seed(0)
+    two = build(name, **SMALL, second_time=True)
+    mine, theirs = two.state_dict(), one.state_dict()
+    assert {key for key in mine if key not in theirs} == {key for key in mine if key.startswith("embed_second.")}
+    assert all(torch.equal(mine[key], value) for key, value in theirs.items())  # the same weights besides
+    x, c = torch.randn(2, 3, 32, 32), torch.tensor([-1.0, 0.5])
+    one.eval(), two.eval()
+    torch.testing.assert_close(two(x, c, c_second=c), one(x, c))  # zero-initialised: the same network at first
+    randomized(two)
+    assert not torch.allclose(two(x, c, c_second=c), two(x, c, c_second=c + 0.5))
+    with pytest.raises(ValueError, match="takes a second time input"):
+        two(x, c)
+    with pytest.raises(ValueError, match="no second time input"):
+        one(x, c, c_second=c)

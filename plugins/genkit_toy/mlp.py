@@ -45,6 +45,9 @@ class MLP(nn.Module):
         fourier_scale: float = option(16.0, "std of the Fourier frequencies (iCT: 0.02, original CM: 16)", non_negative)
         noise_multiplier: float = option(1.0, "c_noise is multiplied by this before the Fourier features")
         dropout: float = option(0.0, "dropout rate inside each residual block", unit_interval)
+        second_time: bool = option(
+            False, "a second time input c_second with an embedding of its own, added to the first (MeanFlow's (t, t - r)); off: one time input"
+        )
 
     def __init__(self, options: "MLP.Config", ctx):
         super().__init__()
@@ -59,9 +62,21 @@ class MLP(nn.Module):
         self.input = nn.Linear(dim, options.width)
         self.blocks = nn.ModuleList(ResidualBlock(options.width, options.dropout) for _ in range(options.depth))
         self.output = nn.Sequential(nn.LayerNorm(options.width), nn.SiLU(), nn.Linear(options.width, dim))
+        self.second_time = options.second_time
+        if options.second_time:  # built last, so the other weights drawn from a seed stay as they were
+            self.embed_second = nn.Sequential(
+                FourierFeatures(options.embedding_dim, options.fourier_scale),
+                nn.Linear(options.embedding_dim, options.width),
+                nn.SiLU(),
+            )
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, c_second: torch.Tensor | None = None) -> torch.Tensor:
+        """``c_second`` (batch,): the second time input, required with ``second_time`` and refused without."""
+        if (c_second is not None) != self.second_time:
+            raise ValueError("this MLP takes a second time input c_second" if self.second_time else "this MLP has no second time input (network.second_time = false)")
         embedding = self.embed(c_noise * self.noise_multiplier)
+        if c_second is not None:
+            embedding = embedding + self.embed_second(c_second * self.noise_multiplier)
         h = self.input(x)
         for block in self.blocks:
             h = block(h, embedding)

@@ -53,6 +53,8 @@ class ADM(ConditionalUNet):
         )
         stem_channels = options.channels * options.channel_multipliers[0]
         self.unet = UNetBackbone(self.image_channels, self.resolution, options, style, stem_channels=stem_channels)
+        if options.second_time:
+            self.add_second_time(PositionalEmbedding(options.channels, endpoint=False, cos_first=True), options.channels)
 
     def embed(self, c_noise: torch.Tensor, classes: Optional[torch.Tensor]) -> torch.Tensor:
         embedding = self.mapping(self.noise_features(c_noise))

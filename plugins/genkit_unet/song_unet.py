@@ -70,6 +70,9 @@ class SongUNet(ConditionalUNet):
             self.image_channels, self.resolution, options, style, stem_channels=options.channels,
             encoder=options.encoder, decoder=options.decoder, attend_all_decoder_blocks=False,
         )
+        if options.second_time:
+            second = PositionalEmbedding(noise_width, endpoint=True) if options.embedding == "positional" else FourierEmbedding(noise_width, options.fourier_scale)
+            self.add_second_time(second, noise_width)
 
     def embed(self, c_noise: torch.Tensor, classes: Optional[torch.Tensor]) -> torch.Tensor:
         features = self.noise_features(c_noise)

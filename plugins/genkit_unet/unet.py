@@ -31,6 +31,9 @@ class UNetConfig:
     dropout: float = option(0.1, "dropout rate inside the residual blocks", unit_interval)
     label_dim: int = option(0, "number of classes for class-conditional generation (0: unconditional)", non_negative)
     embedding_channel_multiplier: int = option(4, "width of the noise embedding, in model channels", positive)
+    second_time: bool = option(
+        False, "a second time input c_second with features and mapping of its own, added to the embedding (MeanFlow's (t, t - r)); off: one time input"
+    )
 
     def __post_init__(self):
         if not self.channel_multipliers:
@@ -222,12 +225,32 @@ class ConditionalUNet(nn.Module):
         self.image_channels, self.resolution = image_shape(tuple(ctx.data_shape), len(options.channel_multipliers))
         self.embedding_channels = options.channels * options.embedding_channel_multiplier
 
+    second_time = False
+
     def embed(self, c_noise: torch.Tensor, classes: Optional[torch.Tensor]) -> torch.Tensor:
         """The embedding that modulates the blocks, from c_noise (batch,) and one-hot classes."""
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.unet(x, self.embed(c_noise.to(x.dtype), self.one_hot(labels, x)))
+    def add_second_time(self, features: nn.Module, features_width: int) -> None:
+        """The second time input's own features and two-layer mapping into the embedding. Called
+        last in a subclass's constructor, so the other weights drawn from a seed are those of the
+        network without it; the last layer starts at zero, so the network starts as that one."""
+        self.second_time = True
+        width = self.embedding_channels
+        self.embed_second = nn.Sequential(features, nn.Linear(features_width, width), nn.SiLU(), nn.Linear(width, width))
+        nn.init.zeros_(self.embed_second[-1].weight)
+        nn.init.zeros_(self.embed_second[-1].bias)
+
+    def forward(
+        self, x: torch.Tensor, c_noise: torch.Tensor, labels: Optional[torch.Tensor] = None, c_second: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """``c_second`` (batch,): the second time input, required with ``second_time`` and refused without."""
+        if (c_second is not None) != self.second_time:
+            raise ValueError("this network takes a second time input c_second" if self.second_time else "this network has no second time input (network.second_time = false)")
+        embedding = self.embed(c_noise.to(x.dtype), self.one_hot(labels, x))
+        if c_second is not None:
+            embedding = embedding + self.embed_second(c_second.to(x.dtype))
+        return self.unet(x, embedding)
 
     def one_hot(self, labels: Optional[torch.Tensor], x: torch.Tensor) -> Optional[torch.Tensor]:
         if self.label_dim == 0:
