@@ -20,6 +20,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import torch
 from typer.testing import CliRunner
 
@@ -120,6 +121,7 @@ def cases(work: Path, run: Path) -> list[tuple]:
         ("new-plugin with a bad name", ["new-plugin", "my plugin!", "--out", str(work / "plugin")], nothing),
         ("new-plugin into a folder with files", ["new-plugin", "cosine", "--out", str(notes)], nothing),
         *hostile_files(work, run, copy),
+        *hostile_config(work, run, copy),
     ]
     return listed
 
@@ -199,6 +201,37 @@ def hostile_files(work: Path, run: Path, copy) -> list[tuple]:
         ("checkpoint.pt is a folder", ["train", "--steps", "4", *TINY, "--out", "{run}"], copy("ckpt-folder", checkpoint_folder)),
         ("non-UTF-8 metrics.jsonl on resume", resume, copy("metrics-utf", lambda r: (r / "metrics.jsonl").write_bytes(b'{"step": 5}\n\xff\xfe\n'))),
         ("damaged eval.json", ["eval", "{run}", "--num", "8"], copy("eval-json", lambda r: (r / "eval.json").write_text('[{"step": 10, "st'))),
+    ]
+
+
+def hostile_config(work: Path, run: Path, copy) -> list[tuple]:
+    """Values that passed validation and crashed later, tables that were silently ignored or
+    replaced, unbounded reads, and requests the API took and the CLI refused."""
+    deep = work / "deep.toml"
+    deep.write_text("x = " + "{a = " * 3000 + "1" + "}" * 3000 + "\n")
+    flat = work / "flat.npz"
+    np.savez(flat, images=np.zeros((8, 12, 12), np.uint8))
+    train = ["train", "--steps", "4", *TINY]
+    resume = ["train", "--resume", "--steps", "12", "--out", "{run}"]
+    edit = lambda old, new: lambda r: (r / "config.toml").write_text((r / "config.toml").read_text().replace(old, new))  # noqa: E731
+    return [
+        ("--set methods.nosuch.x=1", [*train, "--set", "methods.nosuch.x=1"], lambda: None),
+        ("misspelled method table", [*train, "--set", "methods.itc.loss='l2'"], lambda: None),
+        ("--set train=5 (a scalar for a table)", [*train, "--set", "train=5"], lambda: None),
+        ("--set embedding_dim=3 (odd)", [*train, "--set", "network.embedding_dim=3"], lambda: None),
+        ("--set rho=1e-9 (overflows)", [*train, "--set", "noise.rho=1e-9"], lambda: None),
+        ("curriculum s0 = s1 = 1e8", [*train, "--set", "methods.ict.curriculum.s0=100000000", "--set", "methods.ict.curriculum.s1=100000000"], lambda: None),
+        ("--set batch_size=1e11", [*train, "--set", "train.batch_size=100000000000"], lambda: None),
+        ("--set threads=100000", [*train, "--set", "train.threads=100000"], lambda: None),
+        ("--set device=mps without one", [*train, "--set", "train.device='mps'"], lambda: None),
+        ("--config nested 3000 deep", [*train, "--config", str(deep)], lambda: None),
+        ("--config /dev/zero", [*train, "--config", "/dev/zero"], lambda: None),
+        ("--set a list 3000 deep", [*train, "--set", "a=" + "[" * 3000 + "]" * 3000], lambda: None),
+        ("npz images with 3 axes", [*train, "--set", "data={name = 'npz', path = '" + str(flat) + "'}", "--set", "network.name='ddpmpp'"], lambda: None),
+        ("eval --num 0", ["eval", str(run), "--num", "0"], lambda: None),
+        ("sample --label 5 (unconditional)", ["sample", str(run), "--label", "5", "--num", "4"], lambda: None),
+        ("config.toml edited to another method", ["sample", "{run}", "--num", "4"], copy("other-method", edit('method = "ict"', 'method = "edm"'))),
+        ("config.toml seed edited, then resume", resume, copy("other-seed", edit("seed = 0", "seed = 7"))),
     ]
 
 

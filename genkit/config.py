@@ -142,7 +142,7 @@ class Layers:
                 self._merge(current, value, source, dotted + ".")
             elif isinstance(current, dict) and not isinstance(value, (dict, str)):
                 # a string may name another component; anything else would silently drop a table
-                raise GenkitError(f"{dotted} is a table ({self.source_of(dotted)}); {source} gives it a {type(value).__name__}: set its keys instead ({dotted}.KEY = ...)")
+                raise GenkitError(f"{dotted} is a table ({self.source_of(dotted)}); {source} sets it to {value!r}: set its keys instead ({dotted}.KEY = ...)")
             else:  # a value, or a table naming another component: replaces what was there
                 self._note_hidden(dotted, into.get(key), source)
                 into[key] = value

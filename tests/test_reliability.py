@@ -263,7 +263,7 @@ def test_the_python_api_refuses_what_the_cli_refuses(trained_run, call, message)
         ("methods.ct.curriculum.s0=100000000", "methods.ct.curriculum.s0 must be in [1, 1.67772e+07], got 100000000"),
         ("methods.nosuch.x=1", "methods.nosuch: unknown method 'nosuch'"),
         ("methods.itc.loss='l2'", "methods.itc: unknown method 'itc' (did you mean 'ict'?)"),
-        ("train=5", "train is a table (preset toy2d); --set train=5 gives it a int: set its keys instead"),
+        ("train=5", "train is a table (preset toy2d); --set train=5 sets it to 5: set its keys instead"),
     ],
 )
 def test_nonsense_sizes_are_refused(registries, assignment, message):
