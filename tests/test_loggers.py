@@ -12,6 +12,7 @@ from genkit import hookimpl, plugins
 from genkit.api import load
 from genkit.errors import GenkitError, LoggerWarning
 from genkit.cli.main import build_app
+from genkit.api import resumable_run
 from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder
 
@@ -122,3 +123,52 @@ def test_missing_tensorboard_is_one_line_before_training(monkeypatch, tmp_path):
     result = CliRunner().invoke(build_app(), ["train", "--steps", "5", "--out", str(tmp_path / "run"), *flags])
     assert_one_line_error(result, "logger 'tensorboard'", "pip install tensorboard")
     assert not (tmp_path / "run" / "config.toml").exists()
+
+
+class FakeWandB:
+    """Stands in for the wandb package: keeps what the logger gives it."""
+
+    def __init__(self):
+        self.inits, self.rows, self.finished = [], [], 0
+
+    def init(self, **settings):
+        self.inits.append(settings)
+        return self
+
+    def log(self, row, step):
+        self.rows.append((step, row))
+
+    def finish(self):
+        self.finished += 1
+
+
+def test_wandb_logger_logs_every_record_with_the_config_and_resumes_the_same_wandb_run(registries, tmp_path, monkeypatch):
+    from genkit_loggers import wandb_logger
+
+    fake = FakeWandB()
+    monkeypatch.setattr(wandb_logger, "wandb_module", lambda: fake)
+    run = RunFolder(tmp_path / "run")
+    Trainer(tiny(registries, steps=10, extra=['train.loggers=["wandb"]']), run, registries).train()
+    Trainer(resumable_run(run.path, registries, steps=15)[1], run, registries, resume=True).train()
+    first, again = fake.inits
+    assert first["id"] == again["id"] and first["resume"] == again["resume"] == "allow"  # one W&B run per run folder
+    assert first["config"]["method"] == "ict" and first["dir"] == str(run.path) and first["name"] == "run"
+    assert [step for step, _ in fake.rows] == [r["step"] for r in run.metrics()] == [5, 10, 15]
+    assert fake.rows[-1][1]["loss"] == pytest.approx(list(run.metrics())[-1]["loss"]) and fake.finished == 2
+
+
+def test_wandb_logger_runs_offline_where_wandb_is_installed(registries, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = RunFolder(tmp_path / "run")
+    Trainer(tiny(registries, steps=10, extra=['train.loggers=["wandb"]']), run, registries).train()
+    run_id = (run.path / "wandb" / "run-id").read_text().strip()
+    assert len(list((run.path / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))) == 1
+
+
+def test_wandb_logger_without_the_package_is_one_line_before_training(registries, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed
+    with pytest.raises(GenkitError, match=r"logger 'wandb' needs the wandb package: pip install wandb"):
+        Trainer(tiny(registries, steps=5, extra=['train.loggers=["wandb"]']), RunFolder(tmp_path / "run"), registries).train()
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
