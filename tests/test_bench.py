@@ -334,3 +334,14 @@ def test_the_bench_writes_only_into_a_folder_it_marked_as_its_own(tiny_preset, t
     (tmp_path / "loose" / "runs" / "other").mkdir(parents=True)  # runs/ that is no bench's
     with pytest.raises(Exception, match="did not write"):
         claim(tmp_path / "loose")
+
+
+def test_the_consistency_family_runs_every_method_at_one_budget_and_the_continuous_ones_sample_their_own_way(tmp_path):
+    spec = bench_spec.load_spec("consistency-family", ["bench.steps=20", "bench.eval_samples=100", "bench.curve_every=0"], seeds=1)
+    assert [r.method for r in spec.run_list] == ["edm", "cd", "ict", "sct", "meanflow"]
+    planned = bench_runner.plan(spec, tmp_path / "out", plugins.registries())
+    assert {(p.config.train.steps, p.config.train.batch_size) for p in planned} == {(20, spec.batch_size)}
+    assert next(p for p in planned if p.run.method == "meanflow").config.network.options.second_time
+    results = bench_runner.run_bench(spec, tmp_path / "out", plugins.load())
+    scored = {(run["method"], s["steps"]) for run in results["runs"] for s in run["scores"]}
+    assert {("sct", 2), ("meanflow", 2), ("ict", 2)} <= scored  # no levels passed to samplers that take none

@@ -49,7 +49,7 @@ def score_run(spec: BenchSpec, item: PlannedRun, trained: TrainedModel, evaluato
     for steps in steps_list:
         samples = draw_samples(
             method, trained.model, spec.eval_samples, steps, seed=item.seed, batch_size=item.config.sample.batch_size,
-            levels=levels_for(spec, item, steps), dist=dist,
+            levels=levels_for(spec, item, steps) if method.takes_levels else None, dist=dist,  # sCT, MeanFlow: their own samplers
         )
         if not main:
             continue
