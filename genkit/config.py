@@ -78,6 +78,9 @@ class TrainConfig:
     microbatch: int = option(0, "samples per forward-backward pass; a process's batch is split into such chunks and their gradients accumulated (0: the whole batch at once)", non_negative)
     precision: Literal["fp32", "bf16", "fp16"] = option("fp32", "arithmetic of the training passes: fp32, or autocast to bf16 or fp16 (fp16 with a gradient scaler); weights and optimizer stay fp32")
     compile: bool = option(False, "compile the network's training pass with torch.compile (slow to start: for long runs)")
+    compile_scope: Literal["model", "blocks"] = option("model", "with train.compile: the whole network at once, or each block of its repeated blocks on its own (regional compilation: blocks of one shape compile once, a shorter warm-up)")
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = option("default", "torch.compile's mode with train.compile (reduce-overhead: CUDA graphs, for small networks whose steps the host limits)")
+    tf32: bool = option(True, "let fp32 matrix products and convolutions use TF32 on GPUs that have it (Ampere and later): faster, about 3 significant digits fewer in each product; no effect on CPUs")
     channels_last: bool = option(False, "store image batches and convolution weights channels-last (faster convolutions on recent GPUs)")
     threads: int = option(0, "CPU threads torch uses (0: torch's default); one or two suit a tiny network", between(0, 4096))
 
@@ -320,11 +323,12 @@ def _check_method_tables(layers: Layers, registries, methods: dict) -> None:
 
 # ----------------------------------------------------------------------------- what a trained function depends on
 
-# Keys that change how a run is watched, stored or extended, not the function it trains (the
-# data's location aside from the data itself): a resumed run may differ in them.
+# Keys that change how a run is watched, stored, extended or computed, not the function it
+# trains (the data's location aside from the data itself): a resumed run may differ in them.
 RESUMABLE_CHANGES = (
     "train.steps", "train.log_every", "train.checkpoint_every", "train.keep_snapshots", "train.eval_every",
     "train.eval_samples", "train.grid_every", "train.device", "train.threads", "train.loggers", "sample", "eval",
+    "train.compile", "train.compile_scope", "train.compile_mode", "train.tf32", "train.channels_last", "train.microbatch",
     "data.root", "data.path",
 )
 # What a sampled model is: the sampler's method, its network, the noise levels and the data's shape.
@@ -332,11 +336,13 @@ SAMPLED_FUNCTION = ("method", "network", "noise", "data.name")
 
 
 def differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two plain configs (``Config.to_dict()``)."""
+    """Dotted keys whose values differ between two plain configs (``Config.to_dict()``). A key
+    on one side only is an option added (or dropped) since the run was saved, at its default:
+    not a difference."""
     found = []
-    for key in sorted(set(saved) | set(current), key=str):
+    for key in sorted(set(saved) & set(current), key=str):
         dotted = f"{prefix}{key}"
-        a, b = saved.get(key), current.get(key)
+        a, b = saved[key], current[key]
         if isinstance(a, dict) and isinstance(b, dict):
             found += differences(a, b, dotted + ".")
         elif a != b:

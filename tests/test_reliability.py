@@ -316,3 +316,11 @@ def test_folders_that_cannot_be_written_are_one_line_errors(trained_run):
     unwritable = Path("/proc/genkit-test")  # even root cannot create files in /proc
     assert_one_line_error(invoke("train", "--steps", 2, "--out", unwritable / "run"), "cannot use /proc/genkit-test/run as a run folder")
     assert_one_line_error(invoke("sample", trained_run, "--num", 4, "--out", unwritable / "x.npz"), "/proc/genkit-test")
+
+
+def test_an_option_added_since_a_run_was_saved_does_not_block_its_resume(trained_run):
+    state = checkpoint.load(trained_run / "checkpoint.pt")
+    del state["config"]["train"]["grad_clip"]  # as a run saved before the option existed
+    torch.save(state, trained_run / "checkpoint.pt")
+    result = invoke("train", "--resume", "--out", trained_run, "--steps", "12")
+    assert result.exit_code == 0, result.output

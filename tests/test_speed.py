@@ -104,3 +104,27 @@ def test_compiled_training_pass_trains_to_the_eager_weights(tiny_config, registr
     assert compiled.student is not compiled.method.model  # the wrapper, sharing the parameters
     assert "_orig_mod" not in "".join(compiled.method.state_dict())  # checkpoints keep plain keys
     assert_close_weights(eager, compiled)
+
+
+def test_regionally_compiled_blocks_train_to_the_eager_weights(tiny_config, registries, tmp_path):
+    eager = trained(tiny_config("ict", steps=4), registries, tmp_path / "eager")
+    regional = trained(tiny_config("ict", steps=4, extra=["train.compile=true", "train.compile_scope='blocks'"]), registries, tmp_path / "blocks")
+    assert regional.student is regional.method.model  # compiled in place, block by block
+    assert all(hasattr(block, "_compiled_call_impl") and block._compiled_call_impl is not None for block in regional.method.model.net.blocks)
+    assert "_orig_mod" not in "".join(regional.method.state_dict())
+    assert_close_weights(eager, regional)
+
+
+@pytest.mark.gpu
+def test_a_training_step_on_the_gpu_never_waits_for_the_device(tiny_config, registries, tmp_path):
+    """No host-device synchronisation inside a step (between log lines): torch raises on one."""
+    config = tiny_config("ict", steps=6, extra=["train.device='cuda'", "train.log_every=1000", "train.checkpoint_every=1000"])
+    trainer = Trainer(config, RunFolder(tmp_path / "run"), registries)
+    trainer.train_step()  # the first step builds caches (levels, probabilities)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            trainer.train_step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+        trainer.close()

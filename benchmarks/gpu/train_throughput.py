@@ -1,12 +1,17 @@
-"""Training throughput and model FLOP utilisation of the CIFAR-10 NCSN++ configuration.
+"""Training throughput and model FLOP utilisation of a preset's network (default: the CIFAR-10
+NCSN++ configuration).
 
-    python benchmarks/gpu/train_throughput.py [--batch 128] [--steps 20] [--json FILE]
+    python benchmarks/gpu/train_throughput.py [--preset cifar10] [--batch 128] [--steps 20] [--json FILE]
+        [--settings fp32:eager,bf16:eager,fp32:model,bf16:model,bf16:blocks] [--jsonl FILE]
 
-Trains iCT with the cifar10 preset's network (NCSN++, 56M parameters) at the given batch on
-random 32x32 images (speed does not depend on the pixels), in four settings: eager or
-torch.compile, fp32 or bf16 autocast. Reports images/s over timed steps after warm-up, the
-FLOPs of one step (counted by torch.utils.flop_counter on one step) and the model FLOP
-utilisation against the device's dense peak for that precision, where the device is known.
+Trains iCT with the preset's network (cifar10: NCSN++, 56M parameters) at the given batch on
+random 32x32 images (speed does not depend on the pixels), in each setting PRECISION:COMPILE:
+fp32 or bf16 autocast; eager, the whole network compiled (model) or each repeated block
+compiled on its own (blocks: regional compilation). Reports images/s over timed steps after
+warm-up, the warm-up's seconds (compilation happens there), the FLOPs of one step (counted by
+torch.utils.flop_counter on one eager step) and the model FLOP utilisation against the device's
+dense peak for that precision, where the device is known. ``--jsonl`` appends one line per
+setting, so a caller can give every setting a timeout of its own (benchmarks/gpu/run.sh does).
 """
 
 from __future__ import annotations
@@ -38,14 +43,15 @@ def peak(precision: str) -> float | None:
     return next((p[precision] for key, p in PEAKS.items() if key in name), None)
 
 
-def trainer_for(folder: Path, batch: int, precision: str, compiled: bool) -> Trainer:
+def trainer_for(folder: Path, batch: int, precision: str, compiled: str, preset: str = "cifar10") -> Trainer:
     registries = plugins.registries()
     sets = [
-        "data.name=npz", f"data.path={random_images(folder)}", "data.labels=false",
-        f"train.batch_size={batch}", f"train.precision='{precision}'", f"train.compile={str(compiled).lower()}",
+        "data.name=npz", f"data.path={random_images(folder)}", "data.labels=false", "network.label_dim=0",
+        f"train.batch_size={batch}", f"train.precision='{precision}'", f"train.compile={str(compiled != 'eager').lower()}",
         "train.log_every=1000000", "train.checkpoint_every=1000000",
     ]
-    config = configuration.load_config(registries, "cifar10", assignments=sets, flags={"method": "ict", "train.steps": 10**6})
+    sets += [f"train.compile_scope='{compiled}'"] if compiled != "eager" else []
+    config = configuration.load_config(registries, preset, assignments=sets, flags={"method": "ict", "train.steps": 10**6})
     return Trainer(config, RunFolder(folder / f"{precision}-{compiled}"), registries)
 
 
@@ -60,8 +66,8 @@ def step_flops(trainer: Trainer) -> int:
     return counter.get_total_flops()
 
 
-def measure(folder: Path, batch: int, precision: str, compiled: bool, steps: int, warmup: int) -> dict:
-    trainer = trainer_for(folder, batch, precision, compiled)
+def measure(folder: Path, batch: int, precision: str, compiled: str, steps: int, warmup: int, preset: str = "cifar10") -> dict:
+    trainer = trainer_for(folder, batch, precision, compiled, preset)
     started = time.perf_counter()
     for _ in range(warmup):  # compilation happens here
         trainer.train_step()
@@ -72,10 +78,10 @@ def measure(folder: Path, batch: int, precision: str, compiled: bool, steps: int
         trainer.train_step()
     synchronize()
     seconds = (time.perf_counter() - started) / steps
-    flops = step_flops(trainer) if not compiled else None
+    flops = step_flops(trainer) if compiled == "eager" else None
     trainer.close()
-    return {"precision": precision, "compiled": compiled, "batch": batch, "images_per_s": batch / seconds,
-            "step_ms": seconds * 1e3, "warmup_s": warmup_s, "flops_per_step": flops}
+    return {"preset": preset, "precision": precision, "compiled": compiled, "batch": batch, "images_per_s": batch / seconds,
+            "steps_per_s": 1 / seconds, "step_ms": seconds * 1e3, "warmup_s": warmup_s, "flops_per_step": flops}
 
 
 def main() -> None:
@@ -84,17 +90,25 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--jsonl", type=Path, help="append one JSON line per setting to this file")
+    parser.add_argument("--preset", default="cifar10", help="the training preset whose network is measured")
+    parser.add_argument("--settings", default="fp32:eager,bf16:eager,fp32:model,bf16:model",
+                        help="PRECISION:COMPILE pairs, COMPILE one of eager, model, blocks")
     parser.add_argument("--eager-only", action="store_true", help="skip torch.compile (a quick check on a CPU)")
     args = parser.parse_args()
+    settings = [tuple(pair.split(":")) for pair in args.settings.split(",")]
+    settings = [(p, c) for p, c in settings if c == "eager" or not args.eager_only]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for compiled in (False,) if args.eager_only else (False, True):
-            for precision in ("fp32", "bf16"):
-                try:
-                    rows.append(measure(Path(tmp), args.batch, precision, compiled, args.steps, args.warmup))
-                except Exception as error:  # one failing setting (compile, say) must not lose the others
-                    rows.append({"precision": precision, "compiled": compiled, "error": f"{type(error).__name__}: {error}"[:500]})
-                print(json.dumps(rows[-1]), flush=True)
+        for precision, compiled in settings:
+            try:
+                rows.append(measure(Path(tmp), args.batch, precision, compiled, args.steps, args.warmup, args.preset))
+            except Exception as error:  # one failing setting (compile, say) must not lose the others
+                rows.append({"preset": args.preset, "precision": precision, "compiled": compiled, "error": f"{type(error).__name__}: {error}"[:500]})
+            print(json.dumps(rows[-1]), flush=True)
+            if args.jsonl:
+                with args.jsonl.open("a") as handle:
+                    handle.write(json.dumps(rows[-1]) + "\n")
     flops = next((r["flops_per_step"] for r in rows if r.get("flops_per_step")), None)
     for row in rows:
         top = peak(row["precision"])
