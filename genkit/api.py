@@ -27,16 +27,24 @@ from genkit.config import SEED_LIMIT
 from genkit.errors import GenkitError
 from genkit.evaluation import build_evaluators, draw_samples, score_against_data
 from genkit.evaluation.levels import check_levels, require_consistency_sampler
+from genkit.export import is_export, load_export
 from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder, new_run_path
 
 
 @dataclass
 class Model:
-    """A trained run's EMA weights with its method's sampler."""
+    """A trained run's EMA weights with its method's sampler: from a run folder or an export."""
 
-    path: Path
+    path: Path  # the run folder, or the export file
     trained: TrainedModel
+    exported: bool = False  # loaded from an export file (genkit export), not a run folder
+
+    def beside(self, name: str) -> Path:
+        """Where an output named ``name`` goes: RUN/NAME for a run folder, and STEM-NAME beside an
+        export file (model-eval.json beside model.safetensors), so two exports in one folder
+        keep theirs apart."""
+        return self.path.parent / f"{self.path.stem}-{name}" if self.exported else self.path / name
 
     @property
     def config(self) -> configuration.Config:
@@ -131,8 +139,11 @@ def whole(name: str, value: Any, minimum: int, optional: bool = False) -> None:
 
 
 def load(run: str | Path, device: str | torch.device | None = None) -> Model:
-    """A run folder written by ``genkit train`` (or :func:`train`), ready to sample."""
+    """A run folder written by ``genkit train`` (or :func:`train`), or a file written by
+    ``genkit export`` (``model.safetensors``: sampled without the dataset's files), ready to sample."""
     device = pick_device(device) if isinstance(device, str) else device
+    if is_export(run):
+        return Model(Path(run), load_export(run, plugins.registries(), device), exported=True)
     return Model(Path(run), load_trained(run, plugins.registries(), device))
 
 

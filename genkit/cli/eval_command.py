@@ -19,22 +19,24 @@ EVAL_FILE = "eval.json"
 
 @handles_user_errors
 def evaluate(
-    run: Annotated[Path, typer.Argument(help="A run folder written by genkit train.")],
+    run: Annotated[Path, typer.Argument(help="A run folder written by genkit train, or a file written by genkit export.")],
     metric: Annotated[list[str], typer.Option("--metric", help="An evaluator (repeatable; default: the run's eval.metrics, else the dataset's).")] = [],
     num: Annotated[Optional[int], typer.Option(help="Samples per score (default: sample.num of the run).")] = None,
     steps: Annotated[list[int], typer.Option("--steps", help="Sampling steps (repeatable: --steps 1 --steps 2).")] = [],
     seed: Annotated[int, typer.Option(help="Sample k uses its own seed, seed * 2**32 + k.")] = 0,
     floor: Annotated[bool, typer.Option(help="Also score held-out data the same way (the data-vs-data floor).")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="The JSON file the scores are added to (default: RUN/eval.json; for an export FILE, STEM-eval.json beside it).")] = None,
 ) -> None:
-    """Score a run's EMA weights: a table, and the scores added to RUN/eval.json."""
+    """Score a run's EMA weights (or an export's): a table, and the scores added to RUN/eval.json."""
     model = load(run)
-    read_records(Path(run) / EVAL_FILE)  # a damaged file fails now, not after the scoring
+    out = out or model.beside(EVAL_FILE)
+    read_records(out)  # a damaged file fails now, not after the scoring
     step_counts = steps or [model.trained.built.method.default_sampling_steps()]
     records = []
     for count in step_counts:
         scores = model.evaluate(num, count, seed, floor=floor, metrics=metric)
         records.append({"step": model.step, "steps": count, "num": num or model.config.sample.num, "seed": seed, "scores": scores})
-    path = save_records(Path(run) / EVAL_FILE, records)
+    path = save_records(out, records)
     console.print(score_table(records))
     console.print(f"added to [cyan]{path}[/]")
 

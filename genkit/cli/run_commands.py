@@ -58,11 +58,11 @@ def train(
 
 @handles_user_errors
 def sample(
-    run: Annotated[Path, typer.Argument(help="A run folder written by genkit train.")],
+    run: Annotated[Path, typer.Argument(help="A run folder written by genkit train, or a file written by genkit export.")],
     steps: Annotated[Optional[int], typer.Option(help="Sampling steps (consistency: 1, 2, ...; EDM: Heun levels).")] = None,
     num: Annotated[Optional[int], typer.Option(help="Number of samples (default: sample.num of the run).")] = None,
     seed: Annotated[int, typer.Option(help="Sample k uses its own seed, seed * 2**32 + k.")] = 0,
-    out: Annotated[Optional[Path], typer.Option(help="Output .npz (default: RUN/samples/STEPSstep-seedSEED.npz).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output .npz (default: RUN/samples/STEPSstep-seedSEED.npz; for an export FILE, STEM-samples/ beside it).")] = None,
     grid: Annotated[bool, typer.Option(help="Write a picture beside the .npz: an image grid, or a scatter plot of points.")] = True,
     png_dir: Annotated[Optional[Path], typer.Option(help="Also write one PNG per image, named by its seed (what FID tools read).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Samples per network call (default: sample.batch_size).")] = None,
@@ -75,7 +75,7 @@ def sample(
     search_samples: Annotated[int, typer.Option(help="With --levels search: samples per score, against as many held-out data points.")] = DEFAULT_SEARCH_SAMPLES,
     search_iterations: Annotated[int, typer.Option(help="With --levels search: ternary-search iterations per level (2 scores each).")] = DEFAULT_ITERATIONS,
 ) -> None:
-    """Draw samples from a run's EMA weights; write .npz, a picture and the scores."""
+    """Draw samples from a run's EMA weights (or an export's); write .npz, a picture and the scores."""
     model = load(run)
     method, dataset = model.trained.built.method, model.trained.built.dataset
     num = model.config.sample.num if num is None else num
@@ -84,14 +84,14 @@ def sample(
     steps = method.default_sampling_steps() if steps is None else steps
     samples = model.sample(num, steps, seed, batch_size, progress=True, label=label, levels=chosen)
     named = f"-levels{'-'.join(f'{t:.4g}' for t in chosen)}" if chosen else ""
-    out = out or Path(run) / "samples" / f"{steps}step{named}-seed{seed}.npz"
+    out = out or model.beside("samples") / f"{steps}step{named}-seed{seed}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
     extra = {"levels": np.array(chosen)} if chosen else {}
     out = out if out.name.endswith(".npz") else out.with_name(out.name + ".npz")  # as np.savez names it
     arrays = dict(samples=samples.numpy(), steps=steps, seed=seed, evaluations=method.sampling_evaluations(steps), **extra)
     files.write_atomic(out, lambda file: np.savez(file, **arrays))
     wrote = [f"{num} samples to [cyan]{out}[/]"]
-    reference = reference_data(dataset, num)
+    reference = _reference(model, dataset, num)
     if grid:
         at = f" at {', '.join(f'{t:.4g}' for t in chosen)}" if chosen else ""
         title = f"{model.config.method}, {steps} step(s){at}, step {model.step}"
@@ -104,8 +104,20 @@ def sample(
         save_pngs(samples, png_dir, sample_seeds(seed, num))
         wrote.append(f"{num} PNGs to [cyan]{png_dir}[/]")
     console.print("wrote " + ", ".join(wrote))
-    if evaluate:
+    if evaluate and reference is not None:
         _print_scores(samples, reference, model.trained.built, num)
+
+
+def _reference(model, dataset, num: int):
+    """Held-out data to draw beside points and score against; an export whose dataset files are
+    missing still samples: it is then neither drawn beside nor scored, and says why."""
+    try:
+        return reference_data(dataset, num)
+    except GenkitError as error:
+        if not model.exported:
+            raise
+        console.print(f"not scored: {error}", highlight=False)
+        return None
 
 
 def _levels(model, steps, text, metric, search_samples, search_iterations) -> list[float] | None:
@@ -127,7 +139,7 @@ def _levels(model, steps, text, metric, search_samples, search_iterations) -> li
     result = search_levels(model, steps, chosen_metric, search_samples, search_iterations, on_level=found)
     if result.reused:
         console.print(
-            f"  ({'all' if result.cached else f'the first {result.reused} of'} these read from [cyan]{Path(model.path) / LEVELS_FILE}[/]: "
+            f"  ({'all' if result.cached else f'the first {result.reused} of'} these read from [cyan]{model.beside(LEVELS_FILE)}[/]: "
             f"the same search at checkpoint step {model.step})", highlight=False,
         )
     console.print(f"  1 step: {result.metric} {_number(result.one_step)}; levels {','.join(f'{t:.6g}' for t in result.levels)}", highlight=False)

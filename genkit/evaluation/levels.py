@@ -243,12 +243,12 @@ def search_levels(
     """The greedy levels of ``steps``-step sampling of a loaded run (genkit.api.Model), minimising
     ``metric`` (default: the run's first evaluator) on ``num`` samples against as many held-out data
     points, ``iterations`` ternary steps per level on ln(tau). Cached in RUN/levels.json: a search
-    with the same settings and checkpoint step is reused, and a shorter one is continued.
+    with the same settings and checkpoint step is reused (beside an export: STEM-levels.json), and a shorter one is continued.
     ``on_level(i, tau_i, value)`` is called for every level in order, read or searched.
     ``objective_factory(model, evaluator, num)``: levels -> metric (default ``levels_objective``)."""
     metric, evaluator = check_search(model, steps, metric, num, iterations)
     settings = json.loads(json.dumps(search_settings(model, metric, num, iterations)))  # as the cache holds it
-    path = Path(model.path) / CACHE_FILE
+    path = model.beside(CACHE_FILE) if hasattr(model, "beside") else Path(model.path) / CACHE_FILE
     entries = _read_cache(path)
     entry = next((e for e in entries if e.get("settings") == settings), None)
     cached_levels = list(entry["levels"]) if entry else []

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from genkit.build import build
+from genkit.build import DataFacts, build
 from genkit.config import Config, check_same_function
 from genkit.errors import GenkitError, LoggerWarning, TrainingDiverged, TrainingInterrupted  # noqa: F401  (re-exported)
 from genkit.evaluation import build_evaluators, draw_samples, reference_data, score
@@ -157,6 +157,8 @@ class Trainer:
             "data": self.dist.gather(self.batches.state_dict()),  # where each rank's batches stand
             "log_window": self.window.state_dict(),
             "config": self.config.to_dict(),
+            # the data's shape, range and classes: an export stores them, to sample without the data
+            "data_facts": DataFacts(self.built.ctx.data_shape, self.built.ctx.clamp, self.built.ctx.label_dim).to_dict(),
         }
 
     def save(self) -> None:
