@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from genkit.build import DataFacts, build
 from genkit.config import Config, check_same_function
@@ -26,6 +26,7 @@ from genkit.nn import rng
 from genkit.training import checkpoint, lock
 from genkit.training.distributed import Distributed
 from genkit.nn.ema import EMA
+from genkit.training.progress import speed_text, training_progress
 from genkit.training.speed import TrainingSpeed
 from genkit.training.run import RunFolder
 
@@ -33,20 +34,6 @@ from genkit.training.run import RunFolder
 def make_optimizer(config: Config, registries, parameters, ctx=None) -> torch.optim.Optimizer:
     """The optimizer ``train.optimizer`` chooses, at the peak rate ``train.lr``."""
     return registries.optimizers.build(config.train.optimizer, ctx)(parameters, config.train.lr)
-
-
-def training_progress(console=None, disable: bool = False) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TextColumn("{task.fields[speed]} it/s"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=disable,
-    )
 
 
 class Trainer:
@@ -285,7 +272,8 @@ class Trainer:
         Ctrl-C or SIGTERM stop the run after the step in progress and save it, so the checkpoint
         is always a state between two steps and resuming continues exactly. A second Ctrl-C
         stops at once, leaving the previous checkpoint as it was. Pass a ``progress`` to draw
-        this run's bar inside a caller's display (the bench does).
+        this run's bar inside a caller's display (the bench does). When stdout is not a
+        terminal, a plain line per log interval replaces the bar (genkit.training.progress).
         """
         if self.dist.is_main and not self._locked:
             lock.acquire(self.run.path)
@@ -305,7 +293,7 @@ class Trainer:
         own_progress = progress is None
         progress = progress or training_progress(disable=not self.dist.is_main)
         with progress if own_progress else nullcontext(), StopRequest() as stop:
-            task = progress.add_task(self.config.method, total=total, completed=self.step, loss="-", speed="-")
+            task = progress.add_task(self.config.method, total=total, completed=self.step, loss="-", speed="-", rate=None)
             try:
                 self._loop(until, progress, task, on_log, stop)
             finally:
@@ -326,7 +314,8 @@ class Trainer:
                 self._charge_training_time()
                 speed = self.window.speed()
                 record = {**_plain(logs), "step": self.step, "loss": mean_loss, "elapsed_s": round(self.elapsed, 3)}
-                progress.update(task, loss=f"{mean_loss:.4g}", speed=f"{speed:.0f}")
+                # on a terminal the bar shows these; elsewhere (Slurm, a log file) they are one line
+                progress.update(task, completed=self.step, loss=f"{mean_loss:.4g}", speed=speed_text(speed), rate=speed, elapsed_s=self.elapsed)
                 if self.dist.is_main:
                     self._write_record(record)
                     if on_log:
