@@ -160,10 +160,11 @@ def train(
     ``steps=500`` for short); None: the default preset. ``resume=True`` continues the run in ``out`` (``steps=N`` extends it)."""
     registries = plugins.registries()
     if resume:
-        unexpected = set(overrides) - {"steps", "train__steps", "train.steps"}
-        if out is None or teacher is not None or unexpected:
-            raise GenkitError("resume=True continues the run in `out` with its saved config; only steps may change")
-        run, run_config = resumable_run(out, registries, steps=next(iter(overrides.values()), None))
+        if out is None or teacher is not None:
+            raise GenkitError("resume=True continues the run in `out` with its saved config; give `out`, and no teacher")
+        steps = overrides.pop("steps", None)
+        changes = [(configuration.nest(key.replace("__", "."), value), f"genkit.train({key}=...)") for key, value in overrides.items()]
+        run, run_config = resumable_run(out, registries, steps=steps, changes=changes)
     else:
         config = configuration.default_preset(registries) if config is None else config
         layers = layers_of(config, registries)
@@ -218,8 +219,13 @@ def new_run(
     return config, run
 
 
-def resumable_run(out: str | Path, registries, steps: int | None = None) -> tuple[RunFolder, configuration.Config]:
+def resumable_run(
+    out: str | Path, registries, steps: int | None = None, changes: Sequence[tuple[dict, str]] = ()
+) -> tuple[RunFolder, configuration.Config]:
     """A run folder to continue and its saved config; ``steps`` extends it to that many steps.
+    ``changes``: (values, source) layered over the saved config, each only of a key in
+    configuration.RESUMABLE_CHANGES (logging, checkpoints, evaluation, sampling, device, the data's
+    location); another is refused, naming it. The Trainer writes the result to RUN/config.toml.
 
     Extending changes K, the horizon of the curricula that depend on it (sqrt, doubling): the
     steps still to come follow N(k) of the new K, as if the run had been planned that long."""
@@ -227,6 +233,8 @@ def resumable_run(out: str | Path, registries, steps: int | None = None) -> tupl
     config = run.read_config(registries)
     if not run.has_checkpoint():
         raise GenkitError(f"nothing to resume in {out}: it has no checkpoint yet")
+    if changes:
+        config = configuration.changed_for_resume(config, list(changes), registries, run.path)
     if steps is not None:
         if steps < 1:
             raise GenkitError(f"steps must be positive, got {steps}")

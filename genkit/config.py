@@ -364,6 +364,25 @@ def check_same_function(saved: dict[str, Any] | None, current: Config, what: str
         raise GenkitError(f"{what} was trained with another config: {shown} differ{'s' if len(found) == 1 else ''}")
 
 
+def changed_for_resume(saved: Config, changes: list[tuple[dict[str, Any], str]], registries, folder: str | Path = "RUN") -> Config:
+    """``saved`` (a run's config) with ``changes`` (values, the source to name: "--set KEY=V")
+    layered over it, for a resumed run. Only keys in RESUMABLE_CHANGES (and options of methods
+    the run does not train) may change; any other is one GenkitError naming the key: the
+    checkpoint's weights, optimizer state and curriculum position belong to the old function."""
+    layers = Layers()
+    layers.add(saved.to_dict(), f"{folder}/config.toml")
+    for values, source in changes:
+        layers.add(values, source)
+    changed = resolve(layers, registries)
+    for key in differences(saved.to_dict(), changed.to_dict()):
+        if not _under(key, RESUMABLE_CHANGES) and not _other_method(key, saved.method):
+            raise GenkitError(
+                f"{layers.source_of(key)}: {key} changes the function the run trains, so a resumed run keeps it (a resumed run "
+                f"may change only {', '.join(RESUMABLE_CHANGES)}); start a new run with --config {folder}/config.toml to change it"
+            )
+    return changed
+
+
 def _other_method(dotted: str, method: str) -> bool:
     """Options of methods the run does not train (a preset may carry them) do not matter."""
     return dotted.startswith("methods.") and not dotted.startswith(f"methods.{method}.") and dotted != f"methods.{method}"

@@ -30,7 +30,7 @@ def train(
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/METHOD-PRESET, numbered if taken).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     config_file: Annotated[Optional[Path], typer.Option("--config", help="A TOML file layered over the preset.")] = None,
-    assignments: Annotated[list[str], typer.Option("--set", help="Override a key: --set train.lr=3e-4 (repeatable).")] = [],
+    assignments: Annotated[list[str], typer.Option("--set", help="Override a key: --set train.lr=3e-4 (repeatable); with --resume, only keys that leave the trained function alone (train.log_every, train.checkpoint_every, train.eval_every, sample.*, ...).")] = [],
     seed: Annotated[Optional[int], typer.Option(help="Random seed (overrides seed).")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (overrides train.device).")] = None,
     teacher: Annotated[Optional[Path], typer.Option(help="Run folder of the teacher, for methods that take one (cd: an edm run).")] = None,
@@ -40,9 +40,15 @@ def train(
     if resume:
         if out is None:
             raise GenkitError("--resume needs --out RUN_FOLDER")
-        if method or config_file or assignments or teacher or seed is not None:
-            raise GenkitError("--resume continues a run with its saved config; drop the other options (--steps N extends it)")
-        run, config = resumable_run(out, registries, steps)
+        if method or config_file or teacher or seed is not None:
+            raise GenkitError(
+                "--resume continues a run with its saved config; drop the other options (--steps N extends it, "
+                "--set KEY=V changes a key that leaves the trained function alone: logging, checkpoints, evaluation, sampling, device)"
+            )
+        changes = [(configuration.parse_assignment(text), f"--set {text}") for text in assignments]
+        if device is not None:
+            changes.append((configuration.nest("train.device", device), "--device"))
+        run, config = resumable_run(out, registries, steps, changes)
     else:
         flags = {"method": method, "train.steps": steps, "seed": seed, "train.device": device}
         preset = preset or configuration.default_preset(registries)
