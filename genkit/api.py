@@ -56,6 +56,16 @@ class Model:
         return self.trained.step
 
     @property
+    def ema_rate(self) -> float | None:
+        """The rate of the evaluation EMA loaded (``genkit.load(run, ema=RATE)``)."""
+        return self.trained.ema_rate
+
+    @property
+    def default_ema(self) -> bool:
+        """The first of train.ema_rates, the one loaded unless another is asked for."""
+        return self.ema_rate is None or self.ema_rate == self.config.train.evaluation_ema_rates[0]
+
+    @property
     def network(self) -> torch.nn.Module:
         """The EMA weights inside the method's preconditioning wrapper: ``network(x, sigma)``."""
         return self.trained.model
@@ -138,13 +148,16 @@ def whole(name: str, value: Any, minimum: int, optional: bool = False) -> None:
         raise GenkitError(f"`{name}` must be at least {minimum}, got {value}")
 
 
-def load(run: str | Path, device: str | torch.device | None = None) -> Model:
+def load(run: str | Path, device: str | torch.device | None = None, ema: float | None = None) -> Model:
     """A run folder written by ``genkit train`` (or :func:`train`), or a file written by
-    ``genkit export`` (``model.safetensors``: sampled without the dataset's files), ready to sample."""
+    ``genkit export`` (``model.safetensors``: sampled without the dataset's files), ready to sample.
+    ``ema``: which evaluation EMA of ``train.ema_rates`` (None: the first)."""
     device = pick_device(device) if isinstance(device, str) else device
+    if ema is not None and (isinstance(ema, bool) or not isinstance(ema, (int, float))):
+        raise GenkitError(f"`ema` must be a rate of train.ema_rates, got {ema!r}")
     if is_export(run):
-        return Model(Path(run), load_export(run, plugins.registries(), device), exported=True)
-    return Model(Path(run), load_trained(run, plugins.registries(), device))
+        return Model(Path(run), load_export(run, plugins.registries(), device, ema), exported=True)
+    return Model(Path(run), load_trained(run, plugins.registries(), device, ema))
 
 
 def train(

@@ -37,28 +37,36 @@ FORMATS = ("safetensors",)
 EXPORT_FILE = Path("export") / "model.safetensors"
 
 
-def export_run(run: str | Path, registries, out: str | Path | None = None, file_format: str = "safetensors") -> Path:
+def export_run(
+    run: str | Path, registries, out: str | Path | None = None, file_format: str = "safetensors", ema: float | None = None
+) -> Path:
     """Write ``run``'s EMA weights, with its resolved config as TOML in the file's metadata, to
-    ``out`` (default RUN/export/model.safetensors). The weights are the checkpoint's "ema"
-    state, the ones `genkit sample` uses, read without building the run, so the dataset need
-    not be present."""
+    ``out`` (default RUN/export/model.safetensors; RUN/export/model-emaRATE.safetensors for
+    another than the first of train.ema_rates). The weights are the checkpoint's evaluation EMA
+    at rate ``ema`` (None: the first, the one `genkit sample` uses), read without building the
+    run, so the dataset need not be present."""
     if file_format not in FORMATS:
         raise GenkitError(f"unknown export format '{file_format}'; known: {', '.join(FORMATS)}")
     folder = RunFolder(run)
     resolved = folder.read_config(registries, lenient=configuration.TRAINING_ONLY | {"evaluators"})
     state = checkpoint.load(folder.checkpoint_path)
     configuration.check_same_function(state.get("config"), resolved, f"checkpoint {folder.checkpoint_path}", resuming=False)
+    rates = resolved.train.evaluation_ema_rates
+    rate = rates[0] if ema is None else float(ema)
+    weights = ema_weights({"ema": checkpoint.ema_weights(state, ema, rates, folder.checkpoint_path)}, folder.checkpoint_path)
+    default = EXPORT_FILE if rate == rates[0] else EXPORT_FILE.with_name(f"model-ema{rate!r}.safetensors")
     metadata = {
         "format": "pt",  # the safetensors convention for torch tensors (transformers checks it)
         "genkit_version": genkit.__version__,
         "genkit_weights": "ema",
+        "genkit_ema_rate": repr(rate),
         "genkit_step": str(int(state["step"])),
         "genkit_elapsed_s": repr(float(state.get("elapsed_s", 0.0))),
         "method": resolved.method,
         "config": configuration.to_toml(resolved.to_dict()),
         "data": json.dumps(data_facts(state, resolved, registries).to_dict()),
     }
-    return write_safetensors(ema_weights(state, folder.checkpoint_path), metadata, Path(out or folder.path / EXPORT_FILE))
+    return write_safetensors(weights, metadata, Path(out or folder.path / default))
 
 
 def ema_weights(state: dict, path: Path) -> dict[str, torch.Tensor]:
@@ -97,9 +105,10 @@ def is_export(path: str | Path) -> bool:
     return Path(path).is_file()
 
 
-def load_export(path: str | Path, registries, device: torch.device | None = None) -> TrainedModel:
+def load_export(path: str | Path, registries, device: torch.device | None = None, ema: float | None = None) -> TrainedModel:
     """The model an export holds, rebuilt from its config and data facts with its EMA weights:
-    the same model ``load_trained`` gives for the run it came from, without the dataset's files."""
+    the same model ``load_trained`` gives for the run it came from, without the dataset's files.
+    An export holds one EMA: ``ema``, when given, must be its rate."""
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
@@ -123,6 +132,9 @@ def load_export(path: str | Path, registries, device: torch.device | None = None
             facts = DataFacts.from_dict(json.loads(metadata["data"]))
         except (KeyError, TypeError, ValueError):
             raise GenkitError(f"{path}: the data facts in its metadata are damaged") from None
+    rate = _number(metadata, "genkit_ema_rate", float) if "genkit_ema_rate" in metadata else config.train.evaluation_ema_rates[0]
+    if ema is not None and float(ema) != rate:
+        raise GenkitError(f"`ema` {ema}: {path} holds the evaluation EMA at rate {rate!r} only (export another with genkit export RUN --ema RATE)")
     device = device or pick_device("auto")
     built = build(config, registries, device, data=facts)
     model = copy.deepcopy(built.method.model).eval().requires_grad_(False)
@@ -131,7 +143,7 @@ def load_export(path: str | Path, registries, device: torch.device | None = None
     if difference:
         raise GenkitError(f"{path} does not match its own config: {difference}")
     model.load_state_dict(weights)
-    return TrainedModel(built, model, _number(metadata, "genkit_step", int), _number(metadata, "genkit_elapsed_s", float))
+    return TrainedModel(built, model, _number(metadata, "genkit_step", int), _number(metadata, "genkit_elapsed_s", float), rate)
 
 
 def _number(metadata: dict, key: str, kind):

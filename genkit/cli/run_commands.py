@@ -80,9 +80,10 @@ def sample(
     metric: Annotated[Optional[str], typer.Option(help="With --levels search: the evaluator to minimise (default: the run's first).")] = None,
     search_samples: Annotated[int, typer.Option(help="With --levels search: samples per score, against as many held-out data points.")] = DEFAULT_SEARCH_SAMPLES,
     search_iterations: Annotated[int, typer.Option(help="With --levels search: ternary-search iterations per level (2 scores each).")] = DEFAULT_ITERATIONS,
+    ema: Annotated[Optional[float], typer.Option(help="Which evaluation EMA: a rate of train.ema_rates (default: the first).")] = None,
 ) -> None:
     """Draw samples from a run's EMA weights (or an export's); write .npz, a picture and the scores."""
-    model = load(run)
+    model = load(run, ema=ema)
     method, dataset = model.trained.built.method, model.trained.built.dataset
     num = model.config.sample.num if num is None else num
     chosen = _levels(model, steps, levels, metric, search_samples, search_iterations)
@@ -90,6 +91,7 @@ def sample(
     steps = method.default_sampling_steps() if steps is None else steps
     samples = model.sample(num, steps, seed, batch_size, progress=True, label=label, levels=chosen)
     named = f"-levels{'-'.join(f'{t:.4g}' for t in chosen)}" if chosen else ""
+    named += "" if model.default_ema else f"-ema{model.ema_rate!r}"  # each EMA its own file
     out = out or model.beside("samples") / f"{steps}step{named}-seed{seed}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
     extra = {"levels": np.array(chosen)} if chosen else {}
@@ -100,7 +102,7 @@ def sample(
     reference = _reference(model, dataset, num)
     if grid:
         at = f" at {', '.join(f'{t:.4g}' for t in chosen)}" if chosen else ""
-        title = f"{model.config.method}, {steps} step(s){at}, step {model.step}"
+        title = f"{model.config.method}, {steps} step(s){at}, step {model.step}" + ("" if model.default_ema else f", EMA {model.ema_rate!r}")
         picture = save_samples_picture(
             samples[: model.config.sample.grid_size] if samples.ndim == 4 else samples, out.with_suffix(".png"), title,
             reference=reference if samples.ndim == 2 else None,

@@ -162,8 +162,11 @@ class LevelSearch:
 
 def search_settings(model, metric: str, num: int, iterations: int) -> dict:
     """What a cached search must agree on to be reused (the steps aside: greedy levels for k steps
-    are the first k - 1 of those for more steps, so a longer search serves a shorter one)."""
+    are the first k - 1 of those for more steps, so a longer search serves a shorter one). Another
+    EMA than the default (``genkit.load(run, ema=RATE)``) is part of them."""
+    other_ema = {} if getattr(model, "default_ema", True) else {"ema": float(model.ema_rate)}
     return {
+        **other_ema,
         "checkpoint_step": int(model.step),
         "metric": metric,
         "metric_options": _options_of(model.config, metric),

@@ -99,7 +99,9 @@ class Trainer:
         self.loggers = self._build_loggers() if self.dist.is_main else []  # a missing package fails here
         self.optimizer = make_optimizer(config, registries, self.method.model.parameters(), self.built.ctx)
         self.lr_schedule = registries.lr_schedules.build(config.train.lr_schedule, self.built.ctx)
-        self.ema = EMA(self.method.model, config.train.ema_rate)
+        rates = config.train.evaluation_ema_rates
+        self.ema = EMA(self.method.model, rates[0])  # the default evaluation EMA: grids, evaluation, sampling
+        self.other_emas = {checkpoint.ema_key(rate): EMA(self.method.model, rate) for rate in rates[1:]}  # train.ema_rates
         self.step = 0  # iterations done; the next one is k = step
         self.elapsed = 0.0
         self.window = LogWindow(self.device)
@@ -137,6 +139,7 @@ class Trainer:
             "elapsed_s": self.elapsed,
             "method": self.method.state_dict(),
             "ema": self.ema.state_dict(),
+            **({"emas": {key: ema.state_dict() for key, ema in self.other_emas.items()}} if self.other_emas else {}),
             "optimizer": self.optimizer.state_dict(),
             "grad_scaler": self.speed.scaler_state(),
             "draws": self.draw_generator.get_state(),  # the same on every rank
@@ -173,7 +176,8 @@ class Trainer:
     def check_finite_weights(self) -> None:
         """Stop, as for a non-finite loss, when the weights or their EMA about to be saved are
         NaN or infinite: such a checkpoint would be reported as good and sample nothing."""
-        if checkpoint.all_finite([*self.method.model.state_dict().values(), *self.ema.model.state_dict().values()]):
+        averages = [self.ema, *self.other_emas.values()]
+        if checkpoint.all_finite([*self.method.model.state_dict().values(), *(t for e in averages for t in e.model.state_dict().values())]):
             return
         raise TrainingDiverged(f"training diverged: the weights became NaN or infinite by step {self.step}; {self._kept()}")
 
@@ -187,6 +191,8 @@ class Trainer:
         context = f"checkpoint {self.run.checkpoint_path} does not match this run's config"
         parts = {"method": self.method, "ema": self.ema, "optimizer": self.optimizer, "log_window": self.window}
         checkpoint.restore(state, parts, context)
+        if self.other_emas:
+            checkpoint.restore(state.get("emas", {}), self.other_emas, context)
         try:
             self.speed.load_scaler_state(state.get("grad_scaler"))
             self.draw_generator.set_state(state["draws"].cpu())
@@ -222,6 +228,8 @@ class Trainer:
         self.speed.step(self.optimizer)
         self.method.after_step(self.step)
         self.ema.update(self.method.model)
+        for ema in self.other_emas.values():
+            ema.update(self.method.model)
         self.step += 1
         self.window.add(loss)
         return logs
