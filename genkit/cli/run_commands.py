@@ -16,7 +16,7 @@ from genkit.cli.errors import console, handles_user_errors
 from genkit.errors import GenkitError
 from genkit.evaluation import build_evaluators, reference_data, score_against_data
 from genkit.evaluation.levels import CACHE_FILE as LEVELS_FILE
-from genkit.evaluation.levels import DEFAULT_ITERATIONS, DEFAULT_SEARCH_SAMPLES, check_search, parse_levels, search_levels
+from genkit.evaluation.levels import DEFAULT_ITERATIONS, DEFAULT_RATIO, DEFAULT_SEARCH_SAMPLES, check_search, parse_levels, search_levels
 from genkit.evaluation.scoring import sample_seeds
 from genkit.pictures import save_pngs, save_samples_picture
 from genkit.training.loop import Trainer
@@ -80,13 +80,14 @@ def sample(
     metric: Annotated[Optional[str], typer.Option(help="With --levels search: the evaluator to minimise (default: the run's first).")] = None,
     search_samples: Annotated[int, typer.Option(help="With --levels search: samples per score, against as many held-out data points.")] = DEFAULT_SEARCH_SAMPLES,
     search_iterations: Annotated[int, typer.Option(help="With --levels search: ternary-search iterations per level (2 scores each).")] = DEFAULT_ITERATIONS,
+    search_ratio: Annotated[float, typer.Option(help="With --levels search: each level at most this times the one before, so every step lowers the level meaningfully.")] = DEFAULT_RATIO,
     ema: Annotated[Optional[float], typer.Option(help="Which evaluation EMA: a rate of train.ema_rates (default: the first).")] = None,
 ) -> None:
     """Draw samples from a run's EMA weights (or an export's); write .npz, a picture and the scores."""
     model = load(run, ema=ema)
     method, dataset = model.trained.built.method, model.trained.built.dataset
     num = model.config.sample.num if num is None else num
-    chosen = _levels(model, steps, levels, metric, search_samples, search_iterations)
+    chosen = _levels(model, steps, levels, metric, search_samples, search_iterations, search_ratio)
     steps, chosen = model.resolve_levels(steps, chosen)
     steps = method.default_sampling_steps() if steps is None else steps
     samples = model.sample(num, steps, seed, batch_size, progress=True, label=label, levels=chosen)
@@ -128,7 +129,7 @@ def _reference(model, dataset, num: int):
         return None
 
 
-def _levels(model, steps, text, metric, search_samples, search_iterations) -> list[float] | None:
+def _levels(model, steps, text, metric, search_samples, search_iterations, search_ratio=DEFAULT_RATIO) -> list[float] | None:
     """--levels as numbers, or chosen by the greedy search (printed level by level)."""
     parsed = parse_levels(text) if text is not None else None
     if metric is not None and parsed != "search":
@@ -144,13 +145,16 @@ def _levels(model, steps, text, metric, search_samples, search_iterations) -> li
         f"levels for {steps}-step sampling: greedy ternary search on ln(sigma), {search_iterations} iterations per level, "
         f"{chosen_metric} of {search_samples} samples vs as many held-out data points", highlight=False,
     )
-    result = search_levels(model, steps, chosen_metric, search_samples, search_iterations, on_level=found)
+    result = search_levels(model, steps, chosen_metric, search_samples, search_iterations, on_level=found, ratio=search_ratio)
     if result.reused:
         console.print(
             f"  ({'all' if result.cached else f'the first {result.reused} of'} these read from [cyan]{model.beside(LEVELS_FILE)}[/]: "
             f"the same search at checkpoint step {model.step})", highlight=False,
         )
     console.print(f"  1 step: {result.metric} {_number(result.one_step)}; levels {','.join(f'{t:.6g}' for t in result.levels)}", highlight=False)
+    if result.no_gain():
+        k = result.no_gain()[0]
+        console.print(f"  note: {k} steps score no better than {k - 1} on {result.metric}: {k - 1} step(s) suffice for this model", highlight=False)
     return list(result.levels)
 
 
