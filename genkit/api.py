@@ -27,16 +27,24 @@ from genkit.config import SEED_LIMIT
 from genkit.errors import GenkitError
 from genkit.evaluation import build_evaluators, draw_samples, score_against_data
 from genkit.evaluation.levels import check_levels, require_consistency_sampler
+from genkit.export import is_export, load_export
 from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder, new_run_path
 
 
 @dataclass
 class Model:
-    """A trained run's EMA weights with its method's sampler."""
+    """A trained run's EMA weights with its method's sampler: from a run folder or an export."""
 
-    path: Path
+    path: Path  # the run folder, or the export file
     trained: TrainedModel
+    exported: bool = False  # loaded from an export file (genkit export), not a run folder
+
+    def beside(self, name: str) -> Path:
+        """Where an output named ``name`` goes: RUN/NAME for a run folder, and STEM-NAME beside an
+        export file (model-eval.json beside model.safetensors), so two exports in one folder
+        keep theirs apart."""
+        return self.path.parent / f"{self.path.stem}-{name}" if self.exported else self.path / name
 
     @property
     def config(self) -> configuration.Config:
@@ -46,6 +54,16 @@ class Model:
     def step(self) -> int:
         """Training steps the loaded checkpoint has done."""
         return self.trained.step
+
+    @property
+    def ema_rate(self) -> float | None:
+        """The rate of the evaluation EMA loaded (``genkit.load(run, ema=RATE)``)."""
+        return self.trained.ema_rate
+
+    @property
+    def default_ema(self) -> bool:
+        """The first of train.ema_rates, the one loaded unless another is asked for."""
+        return self.ema_rate is None or self.ema_rate == self.config.train.evaluation_ema_rates[0]
 
     @property
     def network(self) -> torch.nn.Module:
@@ -130,10 +148,16 @@ def whole(name: str, value: Any, minimum: int, optional: bool = False) -> None:
         raise GenkitError(f"`{name}` must be at least {minimum}, got {value}")
 
 
-def load(run: str | Path, device: str | torch.device | None = None) -> Model:
-    """A run folder written by ``genkit train`` (or :func:`train`), ready to sample."""
+def load(run: str | Path, device: str | torch.device | None = None, ema: float | None = None) -> Model:
+    """A run folder written by ``genkit train`` (or :func:`train`), or a file written by
+    ``genkit export`` (``model.safetensors``: sampled without the dataset's files), ready to sample.
+    ``ema``: which evaluation EMA of ``train.ema_rates`` (None: the first)."""
     device = pick_device(device) if isinstance(device, str) else device
-    return Model(Path(run), load_trained(run, plugins.registries(), device))
+    if ema is not None and (isinstance(ema, bool) or not isinstance(ema, (int, float))):
+        raise GenkitError(f"`ema` must be a rate of train.ema_rates, got {ema!r}")
+    if is_export(run):
+        return Model(Path(run), load_export(run, plugins.registries(), device, ema), exported=True)
+    return Model(Path(run), load_trained(run, plugins.registries(), device, ema))
 
 
 def train(
@@ -149,10 +173,11 @@ def train(
     ``steps=500`` for short); None: the default preset. ``resume=True`` continues the run in ``out`` (``steps=N`` extends it)."""
     registries = plugins.registries()
     if resume:
-        unexpected = set(overrides) - {"steps", "train__steps", "train.steps"}
-        if out is None or teacher is not None or unexpected:
-            raise GenkitError("resume=True continues the run in `out` with its saved config; only steps may change")
-        run, run_config = resumable_run(out, registries, steps=next(iter(overrides.values()), None))
+        if out is None or teacher is not None:
+            raise GenkitError("resume=True continues the run in `out` with its saved config; give `out`, and no teacher")
+        steps = overrides.pop("steps", None)
+        changes = [(configuration.nest(key.replace("__", "."), value), f"genkit.train({key}=...)") for key, value in overrides.items()]
+        run, run_config = resumable_run(out, registries, steps=steps, changes=changes)
     else:
         config = configuration.default_preset(registries) if config is None else config
         layers = layers_of(config, registries)
@@ -207,8 +232,13 @@ def new_run(
     return config, run
 
 
-def resumable_run(out: str | Path, registries, steps: int | None = None) -> tuple[RunFolder, configuration.Config]:
+def resumable_run(
+    out: str | Path, registries, steps: int | None = None, changes: Sequence[tuple[dict, str]] = ()
+) -> tuple[RunFolder, configuration.Config]:
     """A run folder to continue and its saved config; ``steps`` extends it to that many steps.
+    ``changes``: (values, source) layered over the saved config, each only of a key in
+    configuration.RESUMABLE_CHANGES (logging, checkpoints, evaluation, sampling, device, the data's
+    location); another is refused, naming it. The Trainer writes the result to RUN/config.toml.
 
     Extending changes K, the horizon of the curricula that depend on it (sqrt, doubling): the
     steps still to come follow N(k) of the new K, as if the run had been planned that long."""
@@ -216,6 +246,8 @@ def resumable_run(out: str | Path, registries, steps: int | None = None) -> tupl
     config = run.read_config(registries)
     if not run.has_checkpoint():
         raise GenkitError(f"nothing to resume in {out}: it has no checkpoint yet")
+    if changes:
+        config = configuration.changed_for_resume(config, list(changes), registries, run.path)
     if steps is not None:
         if steps < 1:
             raise GenkitError(f"steps must be positive, got {steps}")

@@ -14,20 +14,28 @@ from genkit.config import NoiseConfig, SampleConfig
 from genkit.maths.noise import PerSampleNoise
 
 
+def _about(help: str, **kwargs) -> Any:
+    """A BuildContext field with the help text the hook reference shows (tools/docs.py)."""
+    return field(metadata={"help": help}, **kwargs)
+
+
 @dataclass
 class BuildContext:
-    """What a factory may need to know about the run it is built for."""
+    """What a factory may need to know about the run it is built for: the second argument of
+    every `factory(options, ctx)`. Filled in order by `genkit.build.build`: the dataset is built
+    before `data_shape`, `clamp` and `label_dim` are known, every other part after (a model
+    loaded from an export knows them first: its dataset is built only when used)."""
 
-    registries: Any
-    noise: NoiseConfig = field(default_factory=NoiseConfig)
-    sample: SampleConfig = field(default_factory=SampleConfig)
-    total_steps: int = 1
-    data_shape: tuple[int, ...] = ()
-    clamp: tuple[float, float] | None = None  # range of the data, for clamping samples
-    label_dim: int = 0  # classes of the data's labels (0: unconditional)
-    network: Any = None  # the run's network Component (name and options)
-    run_path: Path | None = None  # the run folder being trained (set for loggers; None otherwise)
-    device: torch.device = torch.device("cpu")
+    registries: Any = _about("every kind's registry (ctx.registries.losses.build(component, ctx)): to build parts of your own")
+    noise: NoiseConfig = _about("the run's noise levels and preconditioning: sigma_min, sigma_max, rho, sigma_data", default_factory=NoiseConfig)
+    sample: SampleConfig = _about("the run's sampling settings (multistep_sigmas, heun_levels, batch_size...)", default_factory=SampleConfig)
+    total_steps: int = _about("train.steps: K, the horizon of curricula and schedules", default=1)
+    data_shape: tuple[int, ...] = _about("one sample's shape, (2,) for points, (C, R, R) for images; set after the dataset is built", default=())
+    clamp: tuple[float, float] | None = _about("the range samplers clamp samples to (images: (-1, 1)); None: no clamping", default=None)
+    label_dim: int = _about("classes of the data's labels; 0: unconditional", default=0)
+    network: Any = _about("the run's network Component (name and options), e.g. to check a teacher's", default=None)
+    run_path: Path | None = _about("the run folder being trained (set for loggers; None otherwise)", default=None)
+    device: torch.device = _about("where the run's tensors live", default=torch.device("cpu"))
 
 
 class Network(Protocol):

@@ -6,6 +6,7 @@ Precedence, lowest first: built-in defaults < preset < ``--config FILE`` < ``--s
 
 from __future__ import annotations
 
+import copy
 import re
 import sys
 from dataclasses import dataclass
@@ -66,7 +67,8 @@ class TrainConfig:
     optimizer: Component = part("optimizers", None, "optimizer and its options (betas, eps, weight_decay); unset: the one a plugin declares the default")
     lr_schedule: Component = part("lr_schedules", None, "learning-rate factor per step (e.g. constant, warmup); unset: the one a plugin declares the default")
     grad_clip: float = option(0.0, "max gradient norm; 0 disables clipping", non_negative)
-    ema_rate: float = option(0.999, "EMA of the weights used for evaluation and sampling", unit_interval)
+    ema_rate: float = option(0.999, "EMA of the weights used for evaluation and sampling (with ema_rates set: its first)", unit_interval)
+    ema_rates: list[float] = option([], "several evaluation EMAs, each kept in the checkpoint (sample, eval, export --ema RATE); the first is the default and becomes ema_rate; empty: ema_rate alone")
     log_every: int = option(100, "steps between lines of metrics.jsonl", positive)
     loggers: list[Component] = parts("loggers", help="loggers that also get every record of metrics.jsonl (e.g. tensorboard); metrics.jsonl is always written")
     checkpoint_every: int = option(1000, "steps between checkpoints (one is also written at the end)", positive)
@@ -83,6 +85,21 @@ class TrainConfig:
     tf32: bool = option(True, "let fp32 matrix products and convolutions use TF32 on GPUs that have it (Ampere and later): faster, about 3 significant digits fewer in each product; no effect on CPUs")
     channels_last: bool = option(False, "store image batches and convolution weights channels-last (faster convolutions on recent GPUs)")
     threads: int = option(0, "CPU threads torch uses (0: torch's default); one or two suit a tiny network", between(0, 4096))
+
+    def __post_init__(self):
+        rates = self.ema_rates
+        if any(isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r < 1 for r in rates):
+            raise ValueError(f"ema_rates must be numbers in [0, 1), got {rates}")
+        if len(set(rates)) != len(rates):
+            raise ValueError(f"ema_rates names a rate twice: {rates}")
+        self.ema_rates = [float(r) for r in rates]
+        if rates:
+            self.ema_rate = self.ema_rates[0]  # the default EMA, saved where a single one always was
+
+    @property
+    def evaluation_ema_rates(self) -> list[float]:
+        """The rates of the evaluation EMAs: ema_rates, or ema_rate alone; the first is the default."""
+        return list(self.ema_rates) or [self.ema_rate]
 
 
 @dataclass
@@ -350,6 +367,24 @@ def differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = ""
     return found
 
 
+# Keys added since runs first saved their config, with the value that means what such a run did.
+ADDED_KEYS = {"train.ema_rates": []}
+
+
+def upgraded(saved: dict[str, Any]) -> dict[str, Any]:
+    """A config saved in an older checkpoint, with the keys added since at their old meaning, so
+    they do not count as changed."""
+    upgraded = copy.deepcopy(saved)
+    for dotted, value in ADDED_KEYS.items():
+        *tables, key = dotted.split(".")
+        table = upgraded
+        for name in tables:
+            table = table.get(name) if isinstance(table, dict) else None
+        if isinstance(table, dict) and key not in table:
+            table[key] = copy.deepcopy(value)
+    return upgraded
+
+
 def _under(dotted: str, keys: tuple[str, ...]) -> bool:
     return any(dotted == key or dotted.startswith(key + ".") for key in keys)
 
@@ -360,7 +395,7 @@ def check_same_function(saved: dict[str, Any] | None, current: Config, what: str
     ``resuming``: everything but RESUMABLE_CHANGES must agree; else only SAMPLED_FUNCTION."""
     if not isinstance(saved, dict):  # checkpoints written before configs were saved in them
         return
-    found = differences(saved, current.to_dict())
+    found = differences(upgraded(saved), current.to_dict())
     if resuming:
         found = [key for key in found if not _under(key, RESUMABLE_CHANGES) and not _other_method(key, current.method)]
     else:
@@ -368,6 +403,25 @@ def check_same_function(saved: dict[str, Any] | None, current: Config, what: str
     if found:
         shown = ", ".join(found[:6]) + (f" and {len(found) - 6} more" if len(found) > 6 else "")
         raise GenkitError(f"{what} was trained with another config: {shown} differ{'s' if len(found) == 1 else ''}")
+
+
+def changed_for_resume(saved: Config, changes: list[tuple[dict[str, Any], str]], registries, folder: str | Path = "RUN") -> Config:
+    """``saved`` (a run's config) with ``changes`` (values, the source to name: "--set KEY=V")
+    layered over it, for a resumed run. Only keys in RESUMABLE_CHANGES (and options of methods
+    the run does not train) may change; any other is one GenkitError naming the key: the
+    checkpoint's weights, optimizer state and curriculum position belong to the old function."""
+    layers = Layers()
+    layers.add(saved.to_dict(), f"{folder}/config.toml")
+    for values, source in changes:
+        layers.add(values, source)
+    changed = resolve(layers, registries)
+    for key in differences(saved.to_dict(), changed.to_dict()):
+        if not _under(key, RESUMABLE_CHANGES) and not _other_method(key, saved.method):
+            raise GenkitError(
+                f"{layers.source_of(key)}: {key} changes the function the run trains, so a resumed run keeps it (a resumed run "
+                f"may change only {', '.join(RESUMABLE_CHANGES)}); start a new run with --config {folder}/config.toml to change it"
+            )
+    return changed
 
 
 def _other_method(dotted: str, method: str) -> bool:

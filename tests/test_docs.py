@@ -106,3 +106,16 @@ def test_the_plugin_guide_example_is_a_plugin_as_written(tmp_path, monkeypatch):
             assert loss(torch.ones(2, 3), -torch.ones(2, 3)).tolist() == pytest.approx([2.0, 2.0])
     finally:
         sys.modules.pop(package, None)  # the next test imports it afresh
+
+
+def test_every_build_context_field_is_documented_in_the_hooks_page(pages):
+    import dataclasses
+
+    from genkit.components import BuildContext
+
+    text = pages["docs/reference/hooks.md"]
+    plugin_guide = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    for spec in dataclasses.fields(BuildContext):
+        assert spec.metadata.get("help"), spec.name
+        assert f"| `{spec.name}` |" in text and spec.metadata["help"] in text.replace("\\|", "|"), spec.name
+        assert f"`{spec.name}`" in plugin_guide, spec.name

@@ -16,6 +16,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import torch
 import typer
 
 from genkit import components, hookspecs, plugins
@@ -350,6 +351,21 @@ def _protocol_section(name: str) -> list[str]:
     return out
 
 
+def _context_section() -> list[str]:
+    """Every field of genkit.components.BuildContext with its type, default and help, like the
+    config keys: what a factory's ``ctx`` holds."""
+    cls = components.BuildContext
+    hints = typing.get_type_hints(cls)
+    out = ["## `BuildContext`: the `ctx` of every factory", "", _own_doc(cls), "",
+           "| field | type | default | what it holds |", "| --- | --- | --- | --- |"]
+    for spec in dataclasses.fields(cls):
+        default = _field_default(spec)
+        shown = "(required)" if default is dataclasses.MISSING else "(table)" if dataclasses.is_dataclass(default) else (
+            f'torch.device("{default}")' if isinstance(default, torch.device) else "()" if default == () else render_value(default))
+        out.append(f"| `{spec.name}` | `{cell(type_name(hints[spec.name]))}` | `{cell(shown)}` | {cell(spec.metadata.get('help', ''))} |")
+    return out + [""]
+
+
 def hooks_page() -> str:
     loaded = plugins.load()
     out = [HEADER, "# Plugin hooks", ""]
@@ -358,9 +374,10 @@ def hooks_page() -> str:
     out.append(
         "A hook `register_KIND(register)` calls `register(name, factory)`; the component is built as "
         "`factory(options, ctx)`, where `options` is an instance of the factory's nested `Config` "
-        "dataclass (None when it has none) and `ctx` a `genkit.components.BuildContext`."
+        "dataclass (None when it has none) and `ctx` a `genkit.components.BuildContext` (below)."
     )
     out.append("")
+    out.extend(_context_section())
     for kind in loaded.kinds.values():  # the core's kinds, then those built-in plugins declare
         owner = next((i.name for i in loaded.info.values() if kind in getattr(loaded.manager.get_plugin(i.name), "genkit_kinds", ())), None)
         out.append(f"## `{kind.hook}(register)`")

@@ -46,10 +46,11 @@ def training_records(run: Path) -> list[dict]:
 def export(
     run: Annotated[Path, typer.Argument(help="A run folder written by genkit train.")],
     file_format: Annotated[str, typer.Option("--format", help=f"File format: {', '.join(FORMATS)}.")] = "safetensors",
-    out: Annotated[Optional[Path], typer.Option(help=f"Output file (default: RUN/{EXPORT_FILE.as_posix()}).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help=f"Output file (default: RUN/{EXPORT_FILE.as_posix()}; RUN/export/model-emaRATE.safetensors for another EMA).")] = None,
+    ema: Annotated[Optional[float], typer.Option(help="Which evaluation EMA: a rate of train.ema_rates (default: the first).")] = None,
 ) -> None:
     """Write a run's EMA weights and resolved config (TOML, in the file's metadata) to a file that loads without pickle."""
-    path = export_run(run, plugins.registries(), out, file_format)
+    path = export_run(run, plugins.registries(), out, file_format, ema)
     console.print(f"wrote [cyan]{path}[/]: EMA weights, config in its metadata (safetensors.torch.load_file reads it)")
 
 

@@ -1,6 +1,6 @@
 """The mathematics of EDM (Karras et al. 2022) and consistency models (Song et al. 2023) as small pure functions."""
 
-from genkit.maths.karras import karras_sigmas
+from genkit.maths.karras import karras_sigmas, karras_sigmas_descending
 from genkit.maths.noise import PerSampleNoise
 from genkit.maths.ode import euler_step, heun_step, pf_ode_derivative
 from genkit.maths.precond import (
@@ -26,5 +26,6 @@ __all__ = [
     "heun_sample",
     "heun_step",
     "karras_sigmas",
+    "karras_sigmas_descending",
     "pf_ode_derivative",
 ]

@@ -52,6 +52,23 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     return state
 
 
+def ema_key(rate: float) -> str:
+    """The name of an evaluation EMA in a checkpoint's "emas" (train.ema_rates after the first,
+    whose weights are "ema", where a run with one EMA keeps them)."""
+    return repr(float(rate))
+
+
+def ema_weights(state: dict[str, Any], rate: float | None, rates: list[float], path: Path) -> dict[str, Any]:
+    """The state of the evaluation EMA at ``rate`` (None: the first, the default) of a checkpoint
+    whose run keeps ``rates``; one GenkitError naming the rates it has otherwise."""
+    if rate is None or float(rate) == float(rates[0]):
+        return state.get("ema")
+    kept = state.get("emas", {})
+    if float(rate) not in [float(r) for r in rates] or ema_key(rate) not in kept:
+        raise GenkitError(f"`ema` {rate}: {path} keeps the evaluation EMAs {', '.join(repr(float(r)) for r in rates)} (train.ema_rates)")
+    return kept[ema_key(rate)]
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an error's message, or its type when the message is empty."""
     lines = str(error).strip().splitlines()

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 
-from genkit.build import build
+from genkit.build import DataFacts, build
 from genkit.config import Config, check_same_function
 from genkit.errors import GenkitError, LoggerWarning, TrainingDiverged, TrainingInterrupted  # noqa: F401  (re-exported)
 from genkit.evaluation import build_evaluators, draw_samples, reference_data, score
@@ -26,6 +26,7 @@ from genkit.nn import rng
 from genkit.training import checkpoint, lock
 from genkit.training.distributed import Distributed
 from genkit.nn.ema import EMA
+from genkit.training.progress import speed_text, training_progress
 from genkit.training.speed import TrainingSpeed
 from genkit.training.run import RunFolder
 
@@ -33,20 +34,6 @@ from genkit.training.run import RunFolder
 def make_optimizer(config: Config, registries, parameters, ctx=None) -> torch.optim.Optimizer:
     """The optimizer ``train.optimizer`` chooses, at the peak rate ``train.lr``."""
     return registries.optimizers.build(config.train.optimizer, ctx)(parameters, config.train.lr)
-
-
-def training_progress(console=None, disable: bool = False) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TextColumn("{task.fields[speed]} it/s"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=disable,
-    )
 
 
 class Trainer:
@@ -112,7 +99,9 @@ class Trainer:
         self.loggers = self._build_loggers() if self.dist.is_main else []  # a missing package fails here
         self.optimizer = make_optimizer(config, registries, self.method.model.parameters(), self.built.ctx)
         self.lr_schedule = registries.lr_schedules.build(config.train.lr_schedule, self.built.ctx)
-        self.ema = EMA(self.method.model, config.train.ema_rate)
+        rates = config.train.evaluation_ema_rates
+        self.ema = EMA(self.method.model, rates[0])  # the default evaluation EMA: grids, evaluation, sampling
+        self.other_emas = {checkpoint.ema_key(rate): EMA(self.method.model, rate) for rate in rates[1:]}  # train.ema_rates
         self.step = 0  # iterations done; the next one is k = step
         self.elapsed = 0.0
         self.window = LogWindow(self.device)
@@ -150,6 +139,7 @@ class Trainer:
             "elapsed_s": self.elapsed,
             "method": self.method.state_dict(),
             "ema": self.ema.state_dict(),
+            **({"emas": {key: ema.state_dict() for key, ema in self.other_emas.items()}} if self.other_emas else {}),
             "optimizer": self.optimizer.state_dict(),
             "grad_scaler": self.speed.scaler_state(),
             "draws": self.draw_generator.get_state(),  # the same on every rank
@@ -157,6 +147,8 @@ class Trainer:
             "data": self.dist.gather(self.batches.state_dict()),  # where each rank's batches stand
             "log_window": self.window.state_dict(),
             "config": self.config.to_dict(),
+            # the data's shape, range and classes: an export stores them, to sample without the data
+            "data_facts": DataFacts(self.built.ctx.data_shape, self.built.ctx.clamp, self.built.ctx.label_dim).to_dict(),
         }
 
     def save(self) -> None:
@@ -184,7 +176,8 @@ class Trainer:
     def check_finite_weights(self) -> None:
         """Stop, as for a non-finite loss, when the weights or their EMA about to be saved are
         NaN or infinite: such a checkpoint would be reported as good and sample nothing."""
-        if checkpoint.all_finite([*self.method.model.state_dict().values(), *self.ema.model.state_dict().values()]):
+        averages = [self.ema, *self.other_emas.values()]
+        if checkpoint.all_finite([*self.method.model.state_dict().values(), *(t for e in averages for t in e.model.state_dict().values())]):
             return
         raise TrainingDiverged(f"training diverged: the weights became NaN or infinite by step {self.step}; {self._kept()}")
 
@@ -198,6 +191,8 @@ class Trainer:
         context = f"checkpoint {self.run.checkpoint_path} does not match this run's config"
         parts = {"method": self.method, "ema": self.ema, "optimizer": self.optimizer, "log_window": self.window}
         checkpoint.restore(state, parts, context)
+        if self.other_emas:
+            checkpoint.restore(state.get("emas", {}), self.other_emas, context)
         try:
             self.speed.load_scaler_state(state.get("grad_scaler"))
             self.draw_generator.set_state(state["draws"].cpu())
@@ -233,6 +228,8 @@ class Trainer:
         self.speed.step(self.optimizer)
         self.method.after_step(self.step)
         self.ema.update(self.method.model)
+        for ema in self.other_emas.values():
+            ema.update(self.method.model)
         self.step += 1
         self.window.add(loss)
         return logs
@@ -283,7 +280,8 @@ class Trainer:
         Ctrl-C or SIGTERM stop the run after the step in progress and save it, so the checkpoint
         is always a state between two steps and resuming continues exactly. A second Ctrl-C
         stops at once, leaving the previous checkpoint as it was. Pass a ``progress`` to draw
-        this run's bar inside a caller's display (the bench does).
+        this run's bar inside a caller's display (the bench does). When stdout is not a
+        terminal, a plain line per log interval replaces the bar (genkit.training.progress).
         """
         if self.dist.is_main and not self._locked:
             lock.acquire(self.run.path)
@@ -303,7 +301,7 @@ class Trainer:
         own_progress = progress is None
         progress = progress or training_progress(disable=not self.dist.is_main)
         with progress if own_progress else nullcontext(), StopRequest() as stop:
-            task = progress.add_task(self.config.method, total=total, completed=self.step, loss="-", speed="-")
+            task = progress.add_task(self.config.method, total=total, completed=self.step, loss="-", speed="-", rate=None)
             try:
                 self._loop(until, progress, task, on_log, stop)
             finally:
@@ -324,7 +322,8 @@ class Trainer:
                 self._charge_training_time()
                 speed = self.window.speed()
                 record = {**_plain(logs), "step": self.step, "loss": mean_loss, "elapsed_s": round(self.elapsed, 3)}
-                progress.update(task, loss=f"{mean_loss:.4g}", speed=f"{speed:.0f}")
+                # on a terminal the bar shows these; elsewhere (Slurm, a log file) they are one line
+                progress.update(task, completed=self.step, loss=f"{mean_loss:.4g}", speed=speed_text(speed), rate=speed, elapsed_s=self.elapsed)
                 if self.dist.is_main:
                     self._write_record(record)
                     if on_log:

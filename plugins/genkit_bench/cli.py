@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -15,6 +15,7 @@ from genkit import plugins
 from genkit.cli import console, handles_user_errors
 from genkit.errors import GenkitError
 from genkit.training.loop import TrainingInterrupted
+from genkit.training.progress import TickProgress
 
 from genkit_bench import plan, report, runner, spec as bench_spec, write
 from genkit_bench.stats import format_number
@@ -64,12 +65,14 @@ class _RunInfoColumn(ProgressColumn):
     def render(self, task) -> Text:
         fields = task.fields
         if "loss" in fields:
-            return Text(f"loss {fields['loss']}  {fields['speed']} it/s")
+            return Text(f"loss {fields['loss']}  {fields['speed']}")  # '52 it/s' or '3.4 s/it'
         return Text(str(fields.get("note", "")))
 
 
-def _progress(disable: bool = False) -> Progress:
-    return Progress(
+def _progress(disable: bool = False) -> TickProgress:
+    """Bars on a terminal; elsewhere (Slurm, a log file) plain lines: which run the bench trains
+    or scores, and each run's log intervals (step, loss, speed, time left)."""
+    return TickProgress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
