@@ -152,7 +152,7 @@ class PluginSet:
         """Call every plugin's ``register_*`` hooks, remembering which plugin registered which
         name. A plugin whose hook raises, or that registers a name already taken, is skipped
         whole with a warning; built-in plugins go first, so they keep their names."""
-        self.registries = Registries(tuple(self.kinds.values()))
+        self.registries.reset(tuple(self.kinds.values()))  # the same object: references to it stay current
         for info in self.info.values():
             info.registered = {}
         names = [n for n in self.info if not self.info[n].error] + [
@@ -282,8 +282,13 @@ def use(plugin: Any, name: str | None = None) -> Iterator[Registries]:
 
 
 def _remove(loaded: PluginSet, name: str) -> None:
-    """Undo ``use``: the registries are rebuilt without the plugin."""
-    if loaded.manager.has_plugin(name):
+    """Undo ``use``: the registries are rebuilt without the plugin and the kinds it declared."""
+    plugin = loaded.manager.get_plugin(name)
+    if plugin is not None:
         loaded.manager.unregister(name=name)
     loaded.info.pop(name, None)
+    still_declared = {k.name for _, other in loaded.manager.list_name_plugin() for k in getattr(other, "genkit_kinds", ())}
+    for kind in getattr(plugin, "genkit_kinds", ()):
+        if kind.name not in still_declared and kind.name not in {k.name for k in CORE_KINDS}:
+            loaded.kinds.pop(kind.name, None)  # its hook spec stays in pluggy, unused
     loaded.collect()

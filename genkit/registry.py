@@ -81,6 +81,13 @@ class Registries:
     core's kinds always, a plugin's own kinds once that plugin is loaded."""
 
     def __init__(self, kinds: tuple[Kind, ...] = CORE_KINDS):
+        self.kinds: dict[str, Kind] = {}
+        self.reset(kinds)
+
+    def reset(self, kinds: tuple[Kind, ...]) -> None:
+        """Empty registries of ``kinds``, in this same object: whoever holds it sees the new ones."""
+        for name in self.kinds:
+            delattr(self, name)
         self.kinds = {kind.name: kind for kind in kinds}
         for kind in kinds:
             setattr(self, kind.name, Registry(kind))

@@ -154,3 +154,4 @@ def test_a_plugin_declares_a_kind_that_another_plugin_extends(tmp_path):
         assert configuration.load_config(registries, "tiny").method == "ict"
     with pytest.raises(GenkitError, match="unknown preset 'tiny'"):
         configuration.preset_path("tiny", plugins.registries())
+    assert "widgets" not in plugins.registries().kinds  # gone with the plugin that declared it
