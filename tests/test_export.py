@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 import genkit
 from genkit import config as configuration
+from genkit import plugins
 from genkit.cli.main import build_app
 from genkit.errors import GenkitError
 from genkit.export import export_run
@@ -65,7 +66,7 @@ def test_an_export_samples_without_its_dataset(runs, registries, monkeypatch, tm
     def missing(component, ctx):
         raise GenkitError("dataset 'checkerboard' not found in /nowhere")
 
-    monkeypatch.setattr(registries.datasets, "build", missing)
+    monkeypatch.setattr(plugins.registries().datasets, "build", missing)  # the live registries: tests before may have reloaded plugins
     model = genkit.load(exported, device="cpu")
     assert torch.equal(model.sample(20, steps=1), with_data)
     with pytest.raises(GenkitError, match="not found in /nowhere"):
