@@ -194,8 +194,8 @@ def test_search_finds_descending_levels_caches_them_and_reuses_them(toy_run, mon
     calls = []
     real = levels_module.levels_objective
 
-    def counting(model, evaluator, num):
-        objective = real(model, evaluator, num)
+    def counting(model, evaluator, num, *seed):
+        objective = real(model, evaluator, num, *seed)
 
         def counted(levels):
             calls.append(list(levels))

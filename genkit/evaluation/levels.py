@@ -160,7 +160,7 @@ class LevelSearch:
         return self.reused == len(self.levels)
 
 
-def search_settings(model, metric: str, num: int, iterations: int) -> dict:
+def search_settings(model, metric: str, num: int, iterations: int, sample_seed: int = SEARCH_SEED) -> dict:
     """What a cached search must agree on to be reused (the steps aside: greedy levels for k steps
     are the first k - 1 of those for more steps, so a longer search serves a shorter one)."""
     return {
@@ -170,7 +170,7 @@ def search_settings(model, metric: str, num: int, iterations: int) -> dict:
         "samples": int(num),
         "iterations": int(iterations),
         "scale": SCALE,
-        "sample_seed": SEARCH_SEED,
+        "sample_seed": int(sample_seed),
         "reference_seed": SEARCH_REFERENCE_SEED,
         "sigma_min": float(model.config.noise.sigma_min),
         "sigma_max": float(model.config.noise.sigma_max),
@@ -213,8 +213,8 @@ def check_search(model, steps: int | None, metric: str | None, num: int, iterati
     return choose_metric(built, metric)
 
 
-def levels_objective(model, evaluator: Callable, num: int) -> Callable[[list[float]], float]:
-    """levels -> the metric of len(levels) + 1-step samples (seed SEARCH_SEED) against ``num``
+def levels_objective(model, evaluator: Callable, num: int, sample_seed: int = SEARCH_SEED) -> Callable[[list[float]], float]:
+    """levels -> the metric of len(levels) + 1-step samples (seed ``sample_seed``) against ``num``
     held-out data points (seed SEARCH_REFERENCE_SEED); inf where samples are not finite."""
     built = model.trained.built
     reference = built.dataset.reference(num, seed=SEARCH_REFERENCE_SEED)
@@ -222,7 +222,7 @@ def levels_objective(model, evaluator: Callable, num: int) -> Callable[[list[flo
 
     def objective(levels: list[float]) -> float:
         samples = draw_samples(
-            built.method, model.trained.model, num, len(levels) + 1, SEARCH_SEED, batch_size, levels=list(levels) or None
+            built.method, model.trained.model, num, len(levels) + 1, sample_seed, batch_size, levels=list(levels) or None
         )
         if not torch.isfinite(samples).all():
             return math.inf
@@ -239,15 +239,18 @@ def search_levels(
     iterations: int = DEFAULT_ITERATIONS,
     on_level: Callable[[int, float, float], None] | None = None,
     objective_factory: Callable | None = None,
+    sample_seed: int = SEARCH_SEED,
 ) -> LevelSearch:
     """The greedy levels of ``steps``-step sampling of a loaded run (genkit.api.Model), minimising
     ``metric`` (default: the run's first evaluator) on ``num`` samples against as many held-out data
     points, ``iterations`` ternary steps per level on ln(tau). Cached in RUN/levels.json: a search
     with the same settings and checkpoint step is reused, and a shorter one is continued.
     ``on_level(i, tau_i, value)`` is called for every level in order, read or searched.
-    ``objective_factory(model, evaluator, num)``: levels -> metric (default ``levels_objective``)."""
+    ``objective_factory(model, evaluator, num)``: levels -> metric (default ``levels_objective``).
+    ``sample_seed``: the seed of the search's samples; a caller that scores with several sample
+    seeds (the bench: one per training seed) passes one none of them uses."""
     metric, evaluator = check_search(model, steps, metric, num, iterations)
-    settings = json.loads(json.dumps(search_settings(model, metric, num, iterations)))  # as the cache holds it
+    settings = json.loads(json.dumps(search_settings(model, metric, num, iterations, sample_seed)))  # as the cache holds it
     path = Path(model.path) / CACHE_FILE
     entries = _read_cache(path)
     entry = next((e for e in entries if e.get("settings") == settings), None)
@@ -260,7 +263,7 @@ def search_levels(
     if entry and reused == steps - 1:
         return LevelSearch(cached_levels[:reused], cached_values[:reused], entry["one_step"], metric, settings, reused)
 
-    objective = (objective_factory or levels_objective)(model, evaluator, num)
+    objective = objective_factory(model, evaluator, num) if objective_factory else levels_objective(model, evaluator, num, sample_seed)
     one_step = entry["one_step"] if entry else float(objective([]))
     noise = model.config.noise
     levels, values = greedy_levels(objective, steps, noise.sigma_min, noise.sigma_max, iterations, cached_levels, on_level)
