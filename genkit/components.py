@@ -107,8 +107,11 @@ class TrainedTeacher(Teacher, Protocol):
 
 class Evaluator(Protocol):
     """A sample-quality score. Optional: ``accepts(dataset) -> str`` ('' when it can score that
-    data, else why not: checked before training) and ``prepare(dataset, data_options)``, which
-    computes reference statistics once (cached on disk, see genkit.evaluation.cache)."""
+    data, else why not: checked before training), ``prepare(dataset, data_options)``, which
+    computes reference statistics once (cached on disk, see genkit.evaluation.cache), and
+    ``higher_is_better``: True for a score where higher is better, or for one giving several
+    values the set of their keys that are (precision and recall: ``{"precision", "recall"}``);
+    without it every value is a distance, lower is better. Reports and verdicts follow it."""
 
     def __call__(self, samples: torch.Tensor, reference: torch.Tensor) -> float | dict[str, float]:
         """Distance between samples and reference (lower is better); an evaluator with prepared

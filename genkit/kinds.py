@@ -40,7 +40,7 @@ CORE_KINDS: tuple[Kind, ...] = (
     ),
     Kind("methods", "method", "Training methods: objects that turn a data batch into a loss and know how to sample.", ("Method",)),
     Kind("datasets", "dataset", "Datasets that yield training batches and reference samples.", ("Dataset", "BatchStream")),
-    Kind("evaluators", "evaluator", "Sample-quality metrics between generated and reference samples (lower is better).", ("Evaluator",)),
+    Kind("evaluators", "evaluator", "Sample-quality metrics between generated and reference samples (lower is better unless one declares higher_is_better).", ("Evaluator",)),
     Kind(
         "optimizers", "optimizer", "Optimizers: ``factory(options, ctx)(parameters, lr) -> torch.optim.Optimizer``.",
         training_only=True,

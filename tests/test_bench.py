@@ -32,6 +32,12 @@ curve_samples = 200
 torch_threads = 1
 compare = ["ict", "cd"]
 notes = ["a test"]
+level_search = true
+search_samples = 200
+search_iterations = 2
+seconds_per_step = { edm = 0.002, cd = 0.004, ict = 0.002 }
+seconds_per_step_batch = 32
+seconds_per_step_on = "a test machine"
 
 [bench.overrides]
 network = { width = 32, depth = 1, embedding_dim = 16 }
@@ -159,7 +165,37 @@ def test_bench_end_to_end_writes_everything_and_the_table_equals_the_json(tiny_p
     assert results["verdict"]["sentence"] in report
     assert results["verdict"]["sentence"].split(",")[0] in result.output
     assert "one seed and so no spread" in results["verdict"]["sentence"]
-    assert "![metric against training step](curves.png)" in report and "pictures/ict-seed0-1nfe.png" in report
+    assert "![metric against training step and seconds](curves.png)" in report and "pictures/ict-seed0-1nfe.png" in report
+
+    # the title says the budget that ran; the cost estimate came before training, labelled so
+    assert report.startswith("# genkit bench tiny: tiny, 30 steps x batch 64, 1 seed, on ")
+    assert "cost estimate (an estimate from the preset's seconds_per_step, measured on a test machine at batch 32, scaled linearly to batch 64" in " ".join(result.output.split())
+    assert "EDM 30 x 0.004 s = 0.12 s, CD 30 x 0.008 s = 0.24 s, iCT 30 x 0.004 s = 0.12 s, CT no hint; 0.48 s per seed for the runs with a hint" in " ".join(result.output.split())
+    assert result.output.index("cost estimate") < result.output.index("verdict:")
+
+    # anytime curves: every curve point has its training seconds, rising with the steps
+    for run in results["runs"]:
+        seconds = [p["elapsed_s"] for p in run["curve"]]
+        assert all(s is not None and s > 0 for s in seconds) and seconds == sorted(seconds), run["curve"]
+        logged = {r["step"]: r["elapsed_s"] for r in RunFolder(out / run["folder"]).metrics() if "elapsed_s" in r}
+        assert seconds == [logged[10], logged[20], logged[30]]  # eval steps are log steps here: exact
+
+    # per-model levels: each consistency model's own, searched off the scoring draw, recorded and used
+    for run in results["runs"]:
+        search = run["level_search"]
+        if run["role"] == "teacher":
+            assert search is None
+            continue
+        assert search["sample_seed"] == 1_000_000 + run["seed"] and search["reference_seed"] == 3 and search["samples"] == 200
+        assert len(search["levels"]) == 1 and 0.002 < search["levels"][0] < 80
+        assert json.loads((out / run["folder"] / "levels.json").read_text())["searches"][0]["levels"] == search["levels"]
+        two = next(s for s in run["scores"] if s["steps"] == 2)
+        assert two["levels"] == search["levels"]
+        row = next(r for r in results["rows"] if r["run"] == run["name"] and r["steps"] == 2)
+        assert row["levels"] == [search["levels"]]
+        assert f"{run['label']} {search['levels'][0]:.4g}" in report
+    assert "greedy level search of Song et al. (2023)" in report
+    assert results["directions"] == {"swd": "lower", "frechet2d": "lower"}
 
     # rerunning with the same --out trains nothing and gives the same numbers (bench run: the same command)
     checkpoint = out / nfe["ict"]["folder"] / "checkpoint.pt"
@@ -345,3 +381,114 @@ def test_the_consistency_family_runs_every_method_at_one_budget_and_the_continuo
     results = bench_runner.run_bench(spec, tmp_path / "out", plugins.load())
     scored = {(run["method"], s["steps"]) for run in results["runs"] for s in run["scores"]}
     assert {("sct", 2), ("meanflow", 2), ("ict", 2)} <= scored  # no levels passed to samplers that take none
+
+
+# ----------------------------------------------------------------------------- the table and the report
+
+
+def _summary(*values):
+    from genkit_bench.stats import summarize
+
+    return summarize(values).to_dict()
+
+
+def small_results(directions=None):
+    """A results dictionary as the report reads it: fd_fmnist and precision/recall, one seed."""
+    def row(label, role, steps, fd, precision, recall):
+        return {
+            "run": label.lower(), "label": label, "role": role, "steps": steps, "nfe": 35 if role == "teacher" else steps,
+            "metrics": {"fd_fmnist": _summary(fd), "pr_fmnist/precision": _summary(precision), "pr_fmnist/recall": _summary(recall)},
+            "train_time_s": _summary(20.4), "train_time_with_teacher_s": _summary(20.4),
+            "train_nfe": _summary(2.5e8), "train_nfe_with_teacher": _summary(2.5e8),
+        }  # fmt: skip
+
+    return {
+        "preset": "fmnist", "seeds": [0], "budget": {"steps": 600, "batch_size": 512},
+        "evaluation": {"metric": "fd_fmnist", "samples": 10000}, "floor": {"fd_fmnist": 0.2261, "pr_fmnist/precision": 0.9213},
+        "directions": directions if directions is not None else {"fd_fmnist": "lower", "pr_fmnist/precision": "higher", "pr_fmnist/recall": "higher"},
+        "rows": [row("EDM", "teacher", 18, 15.43, 0.7312, 0.3218), row("iCT", "contender", 1, 30.61, 0.6523, 0.1234)],
+    }  # fmt: skip
+
+
+def test_the_table_printed_to_a_log_or_a_narrow_terminal_cuts_no_number_short():
+    import io
+
+    from rich.console import Console
+
+    from genkit_bench.report import print_table, table_rows
+
+    for terminal in (False, True):  # a log (rich assumes 80 columns) and an 80-column terminal
+        console = Console(file=io.StringIO(), width=80, force_terminal=terminal, color_system=None)
+        print_table(console, small_results())
+        text = console.file.getvalue()
+        assert "…" not in text, text
+        if not terminal:  # whole cells, one row per line
+            for cells in table_rows(small_results()):
+                assert re.search(r"\s+".join(re.escape(c) for c in cells), text), (cells, text)
+            assert "fd_fmnist ↓" in text and "pr_fmnist/precision ↑" in text and "pr_fmnist/recall ↑" in text
+
+
+def test_arrows_follow_each_metrics_direction():
+    from genkit_bench.report import markdown_table
+
+    header = markdown_table(small_results()).splitlines()[0]
+    assert "fd_fmnist ↓" in header and "pr_fmnist/precision ↑" in header and "pr_fmnist/recall ↑" in header
+    older = markdown_table(small_results(directions={})).splitlines()[0]  # results.json from before directions
+    assert "pr_fmnist/precision ↓" in older
+
+
+def test_evaluators_declare_which_of_their_values_are_higher_is_better():
+    from genkit_fid.evaluators import PrecisionRecallFMNIST
+    from genkit_fid.fid import PrecisionRecallInception
+    from genkit_toy.evaluators import SlicedWasserstein
+
+    from genkit_bench.score import directions
+
+    evaluators = {"pr_fmnist": PrecisionRecallFMNIST.__new__(PrecisionRecallFMNIST), "swd": SlicedWasserstein(None)}
+    assert directions(evaluators, ["pr_fmnist/precision", "pr_fmnist/recall", "swd"]) == {
+        "pr_fmnist/precision": "higher", "pr_fmnist/recall": "higher", "swd": "lower"
+    }  # fmt: skip
+    assert PrecisionRecallInception.higher_is_better == {"precision", "recall"}
+
+
+def test_the_report_title_and_a_changed_budget_come_from_the_budget_that_ran():
+    from genkit_bench.report import budget_change, report_title
+
+    results = {
+        **small_results(), "spec": {"title": "Fashion-MNIST 32x32 (fd_fmnist)"}, "machine": {"cuda": "NVIDIA H200", "cpu_count": 16},
+        "preset_budget": {"steps": 400, "batch_size": 32, "seeds": 1},
+    }  # fmt: skip
+    assert report_title(results) == "genkit bench fmnist: Fashion-MNIST 32x32 (fd_fmnist), 600 steps x batch 512, 1 seed, on NVIDIA H200"
+    assert "The preset sets 400 steps x batch 32, 1 seed(s); this run used 600 x 512, 1 seed(s)" in budget_change(results)
+    assert budget_change({**results, "preset_budget": {"steps": 600, "batch_size": 512, "seeds": 1}}) == ""
+    for name in bench_spec.preset_names():  # no preset title claims a size: the budget can be --set
+        assert "CPU-sized" not in bench_spec.load_spec(name).title
+
+
+def test_curve_seconds_are_exact_at_logged_steps_and_interpolated_between():
+    from genkit_bench.score import elapsed_at
+
+    clock = {50: 5.0, 100: 10.0, 150: 14.0}
+    assert elapsed_at(clock, 100) == 10.0 and elapsed_at(clock, 25) == 2.5 and elapsed_at(clock, 125) == 12.0
+    assert elapsed_at(clock, 200) is None
+
+
+def test_fmnist_gpu_preset_is_one_budget_for_every_method_and_sized_to_eight_minutes(tmp_path):
+    spec = bench_spec.load_spec("fmnist-gpu")
+    assert spec.seeds == 3 and spec.curve_every and spec.level_search and spec.steps % spec.curve_every == 0
+    planned = bench_runner.plan(spec, tmp_path, plugins.registries())
+    assert {(p.config.train.steps, p.config.train.batch_size) for p in planned} == {(spec.steps, spec.batch_size)}
+    assert all(spec.curve_every % p.config.train.log_every == 0 for p in planned)  # curve seconds read at logged steps
+    training = spec.seeds * spec.steps * sum(spec.seconds_per_step[r.name] for r in spec.run_list)
+    assert training + spec.seeds * 70 <= 8 * 60  # the preset's sum: training plus ~70 s per seed of the rest
+    from genkit_bench.plan import cost_estimate
+
+    assert f"{training:.0f} s of training for 3 seeds" in cost_estimate(spec)
+
+
+@pytest.mark.parametrize("preset", ["fmnist", "fmnist-gpu"])
+def test_fmnist_presets_scale_cts_target_ema_to_the_budget(preset, tmp_path):
+    """The paper's mu0 = 0.9 target lags runs of a few hundred steps: CT never started learning."""
+    planned = bench_runner.plan(bench_spec.load_spec(preset), tmp_path, plugins.registries())
+    ct = next(p for p in planned if p.run.name == "ct")
+    assert ct.config.methods["ct"].mu0 == 0.0

@@ -69,3 +69,19 @@ def test_verdict_covers_every_step_count_in_one_sentence():
 def test_tie():
     c = comparison(1, [0.2, 0.2], [0.2, 0.2])
     assert c.winner is None and "tie" in verdict_sentence([c], "swd", 2)
+
+
+def test_means_that_print_the_same_are_a_tie_not_a_win():
+    c = comparison(1, [190.84], [190.81])  # both print as 190.8
+    assert c.winner is None and c.tie
+    sentence = verdict_sentence([c], "fd_fmnist", 1)
+    assert "tie (190.8 vs 190.8" in sentence and "beats" not in sentence
+    assert comparison(1, [190.9], [190.8]).winner == "CD"  # a printed difference still counts
+
+
+def test_higher_is_better_metrics_pick_the_larger_mean():
+    c = Comparison(1, "iCT", "CD", summarize([0.63]), summarize([0.47]), higher_is_better=True)
+    assert c.winner == "iCT" and c.to_dict()["higher_is_better"] is True
+    sentence = verdict_sentence([c], "pr_fmnist/precision", 1)
+    assert sentence.startswith("On pr_fmnist/precision (higher is better), at 1 step iCT beats CD (0.63 vs 0.47)")
+    assert comparison(1, [0.63], [0.47]).winner == "CD"  # the same numbers, lower is better

@@ -194,8 +194,8 @@ def test_search_finds_descending_levels_caches_them_and_reuses_them(toy_run, mon
     calls = []
     real = levels_module.levels_objective
 
-    def counting(model, evaluator, num):
-        objective = real(model, evaluator, num)
+    def counting(model, evaluator, num, *seed):
+        objective = real(model, evaluator, num, *seed)
 
         def counted(levels):
             calls.append(list(levels))
@@ -248,7 +248,7 @@ def test_search_finds_descending_levels_caches_them_and_reuses_them(toy_run, mon
 def tiny_bench(tmp_path, *assignments):
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_BENCH)
-    spec = bench_spec.load_spec(str(path), ["bench.runs.cd.role=reference", "bench.compare=['ict', 'ct']", *assignments])
+    spec = bench_spec.load_spec(str(path), ["bench.runs.cd.role=reference", "bench.compare=['ict', 'ct']", "bench.level_search=false", *assignments])
     spec.run_list = [r for r in spec.run_list if r.name in ("ict", "ct")]  # no teacher needed
     return spec
 

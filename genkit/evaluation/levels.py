@@ -189,7 +189,8 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def search_settings(model, metric: str, num: int, iterations: int, ratio: float = DEFAULT_RATIO) -> dict:
+def search_settings(model, metric: str, num: int, iterations: int, ratio: float = DEFAULT_RATIO,
+                    sample_seed: int = SEARCH_SEED) -> dict:
     """What a cached search must agree on to be reused (the steps aside: greedy levels for k steps
     are the first k - 1 of those for more steps, so a longer search serves a shorter one). Another
     EMA than the default (``genkit.load(run, ema=RATE)``) is part of them."""
@@ -203,7 +204,7 @@ def search_settings(model, metric: str, num: int, iterations: int, ratio: float 
         "iterations": int(iterations),
         "scale": SCALE,
         "ratio": float(ratio),
-        "sample_seed": SEARCH_SEED,
+        "sample_seed": int(sample_seed),
         "reference_seed": SEARCH_REFERENCE_SEED,
         "sigma_min": float(model.config.noise.sigma_min),
         "sigma_max": float(model.config.noise.sigma_max),
@@ -246,8 +247,8 @@ def check_search(model, steps: int | None, metric: str | None, num: int, iterati
     return choose_metric(built, metric)
 
 
-def levels_objective(model, evaluator: Callable, num: int) -> Callable[[list[float]], float]:
-    """levels -> the metric of len(levels) + 1-step samples (seed SEARCH_SEED) against ``num``
+def levels_objective(model, evaluator: Callable, num: int, sample_seed: int = SEARCH_SEED) -> Callable[[list[float]], float]:
+    """levels -> the metric of len(levels) + 1-step samples (seed ``sample_seed``) against ``num``
     held-out data points (seed SEARCH_REFERENCE_SEED); inf where samples are not finite."""
     built = model.trained.built
     reference = built.dataset.reference(num, seed=SEARCH_REFERENCE_SEED)
@@ -255,7 +256,7 @@ def levels_objective(model, evaluator: Callable, num: int) -> Callable[[list[flo
 
     def objective(levels: list[float]) -> float:
         samples = draw_samples(
-            built.method, model.trained.model, num, len(levels) + 1, SEARCH_SEED, batch_size, levels=list(levels) or None
+            built.method, model.trained.model, num, len(levels) + 1, sample_seed, batch_size, levels=list(levels) or None
         )
         if not torch.isfinite(samples).all():
             return math.inf
@@ -273,6 +274,7 @@ def search_levels(
     on_level: Callable[[int, float, float], None] | None = None,
     objective_factory: Callable | None = None,
     ratio: float = DEFAULT_RATIO,
+    sample_seed: int = SEARCH_SEED,
 ) -> LevelSearch:
     """The greedy levels of ``steps``-step sampling of a loaded run (genkit.api.Model), minimising
     ``metric`` (default: the run's first evaluator) on ``num`` samples against as many held-out data
@@ -281,11 +283,13 @@ def search_levels(
     ``on_level(i, tau_i, value)`` is called for every level in order, read or searched.
     ``objective_factory(model, evaluator, num)``: levels -> metric (default ``levels_objective``).
     ``ratio``: each level at most this times the one before (DEFAULT_RATIO); a search that finds
-    no level that fits is one GenkitError saying fewer steps suffice."""
+    no level that fits is one GenkitError saying fewer steps suffice. ``sample_seed``: the seed of
+    the search's samples; a caller that scores with several sample seeds (the bench: one per
+    training seed) passes one none of them uses."""
     metric, evaluator = check_search(model, steps, metric, num, iterations)
     if not 0 < ratio <= 1:
         raise GenkitError(f"`search_ratio` must be in (0, 1], got {ratio}")
-    settings = json.loads(json.dumps(search_settings(model, metric, num, iterations, ratio)))  # as the cache holds it
+    settings = json.loads(json.dumps(search_settings(model, metric, num, iterations, ratio, sample_seed)))  # as the cache holds it
     path = model.beside(CACHE_FILE) if hasattr(model, "beside") else Path(model.path) / CACHE_FILE
     entries = _read_cache(path)
     entry = next((e for e in entries if e.get("settings") == settings), None)
@@ -298,7 +302,7 @@ def search_levels(
     if entry and reused == steps - 1:
         return LevelSearch(cached_levels[:reused], cached_values[:reused], entry["one_step"], metric, settings, reused)
 
-    objective = (objective_factory or levels_objective)(model, evaluator, num)
+    objective = objective_factory(model, evaluator, num) if objective_factory else levels_objective(model, evaluator, num, sample_seed)
     one_step = entry["one_step"] if entry else float(objective([]))
     noise = model.config.noise
     try:

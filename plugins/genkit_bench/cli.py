@@ -135,6 +135,8 @@ def _run_preset(command: str, preset: str, seeds: int | None, out: Path | None, 
         _print_plan(command, spec, out, plan.plan(spec, out, plugin_set.registries))
         return
     main = int(os.environ.get("RANK", "0")) == 0
+    if main:
+        console.print(plan.cost_estimate(spec), highlight=False)
     try:
         with _progress(disable=not main) as progress:
             results = runner.run_bench(spec, out, plugin_set, progress if main else None)
@@ -144,7 +146,7 @@ def _run_preset(command: str, preset: str, seeds: int | None, out: Path | None, 
         return
     out = Path(out)
     curves = write.write_outputs(results, out)
-    console.print(report.rich_table(results, console.width))
+    report.print_table(console, results)
     console.print(f"[bold]verdict:[/] {results['verdict']['sentence']}", highlight=False)
     console.print(
         f"wrote [cyan]{out / 'results.json'}[/], [cyan]{out / 'report.md'}[/]"
@@ -193,13 +195,20 @@ def _print_plan(command: str, spec: bench_spec.BenchSpec, out: Path, planned: li
         f"training samples, the same for every method",
         highlight=False,
     )
+    levels = (
+        f"each model's own levels by the greedy search ({spec.search_samples} samples, {spec.search_iterations} steps per level; "
+        f"a run's own levels kept), else {_levels_phrase(spec.sampling_steps, spec.levels)}"
+        if spec.level_search
+        else _levels_phrase(spec.sampling_steps, spec.levels)
+    )
     console.print(
         f"  scoring           {spec.metric} on {spec.eval_samples} samples vs as many held-out data points; "
-        f"sampling steps {spec.sampling_steps}, {_levels_phrase(spec.sampling_steps, spec.levels)}; "
+        f"sampling steps {spec.sampling_steps}, {levels}; "
         f"curve every {spec.curve_every or '-'} steps on {spec.curve_samples} samples",
         highlight=False,
     )
     console.print(f"  output            {out}", highlight=False)
+    console.print(f"  {plan.cost_estimate(spec)}", highlight=False)
     registries = plugins.registries()
     console.print("[bold]runs[/] (per seed, in this order; each one a genkit run folder under OUT/runs/seedS/)")
     for item in [p for p in planned if p.seed == plan.seeds_of(spec)[0]]:
@@ -212,6 +221,8 @@ def _print_plan(command: str, spec: bench_spec.BenchSpec, out: Path, planned: li
         sampling = (
             f"Heun, {view['sample']['heun_levels']} levels"
             if item.run.role == "teacher"
+            else f"{_and_list(spec.sampling_steps)} step(s), levels searched after training"
+            if spec.searches_levels(item.run)
             else f"{_and_list(spec.sampling_steps)} step(s), {_levels_phrase(spec.sampling_steps, view['sample']['multistep_sigmas'])}"
         )
         console.print(

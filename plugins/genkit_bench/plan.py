@@ -87,3 +87,35 @@ def missing_error(spec: BenchSpec, missing: list[Missing]) -> GenkitError:
         f"bench preset '{spec.name}' needs components no installed plugin registers: {listing}; "
         f"`genkit plugins` lists what is installed, `--dry-run` prints the plan"
     )
+
+
+def cost_estimate(spec: BenchSpec) -> str:
+    """Training seconds the bench will take, estimated before anything runs: steps x the preset's
+    measured seconds per step of each run (bench.seconds_per_step), scaled linearly from the batch
+    size they were measured at to this one, times the seeds. Labelled an estimate: a measurement
+    of another machine (or batch) says little about this one."""
+    hints = spec.seconds_per_step
+    if not hints:
+        return "cost estimate: none (the preset gives no seconds_per_step)"
+    measured_at = spec.seconds_per_step_batch or spec.batch_size
+    scale = spec.batch_size / measured_at
+    parts, per_seed = [], 0.0
+    for run in spec.run_list:
+        if run.name not in hints:
+            parts.append(f"{run.label} no hint")
+            continue
+        seconds = spec.steps * hints[run.name] * scale
+        per_seed += seconds
+        parts.append(f"{run.label} {spec.steps} x {hints[run.name] * scale:.3g} s = {_seconds(seconds)} s")
+    source = f"measured on {spec.seconds_per_step_on}" if spec.seconds_per_step_on else "measured"
+    batch = f" at batch {measured_at}" + (f", scaled linearly to batch {spec.batch_size} (rough)" if scale != 1 else "")
+    partial = " for the runs with a hint" if len(parts) > sum(run.name in hints for run in spec.run_list) else ""
+    return (
+        f"cost estimate (an estimate from the preset's seconds_per_step, {source}{batch}; not a measurement of this machine): "
+        f"{', '.join(parts)}; {_seconds(per_seed)} s per seed{partial}, {_seconds(per_seed * spec.seeds)} s of training for {spec.seeds} "
+        f"seed{'s' if spec.seeds > 1 else ''}; level search, scoring and curve points come on top"
+    )
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"

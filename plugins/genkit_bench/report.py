@@ -6,18 +6,21 @@ the three always agree.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 from rich import box
+from rich.console import Console
 from rich.table import Table
 
 from genkit import files
 from genkit.pictures import save_figure
-from genkit_bench.stats import format_count, format_number, format_summary, summarize
+from genkit_bench.stats import direction_words, format_count, format_number, format_summary, summarize
 
 FLOOR_LABEL = "data (floor)"
+UNWRAPPED = 1000  # columns a table printed to a file may take: every cell on one line
 ROLE_NOTES = {"teacher": " (teacher)", "reference": " (ref.)", "contender": ""}
 
 
@@ -53,10 +56,19 @@ def metric_names(results: dict[str, Any]) -> list[str]:
     return [metric] + [n for n in names if n != metric]
 
 
+def higher_is_better(results: dict[str, Any], name: str) -> bool:
+    """A metric's direction as results.json records it (older results: every metric a distance)."""
+    return results.get("directions", {}).get(name) == "higher"
+
+
+def arrow(results: dict[str, Any], name: str) -> str:
+    return "↑" if higher_is_better(results, name) else "↓"
+
+
 def table_columns(results: dict[str, Any]) -> list[str]:
     return (
         ["method", "steps (NFE)"]
-        + [f"{name} ↓" for name in metric_names(results)]
+        + [f"{name} {arrow(results, name)}" for name in metric_names(results)]
         + ["train s", "train s\nincl. teacher", "train NFE", "train NFE\nincl. teacher"]
     )
 
@@ -82,25 +94,42 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def natural_width(results: dict[str, Any]) -> int:
+    """The table's width with every cell on one line (rich's SIMPLE_HEAD box: 2 columns of padding each)."""
+    rows, columns = table_rows(results), table_columns(results)
+    return sum(max(len(line) for cell in [column, *(r[i] for r in rows)] for line in cell.split("\n")) + 2 for i, column in enumerate(columns)) + 2
+
+
 def rich_table(results: dict[str, Any], width: int | None = None) -> Table:
-    """The results table; numeric cells stay on one line when ``width`` allows it."""
+    """The results table; numeric cells stay on one line when ``width`` allows it, else they wrap
+    (fold): a number is never cut short with an ellipsis."""
     seeds = len(results["seeds"])
     spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed"
     table = Table(
         title=f"cd-vs-ict, preset {results['preset']}: {spread}, {results['evaluation']['samples']} samples vs held-out data",
         caption=f"budget: {results['budget']['steps']} steps x batch {results['budget']['batch_size']} for every method; "
-        "steps (NFE) = sampling steps (network evaluations per sample)",
+        "steps (NFE) = sampling steps (network evaluations per sample); ↓ lower is better, ↑ higher is better",
         box=box.SIMPLE_HEAD,
     )
-    rows = table_rows(results)
-    columns = table_columns(results)
-    natural = sum(max(len(line) for cell in [column, *(r[i] for r in rows)] for line in cell.split("\n")) + 2 for i, column in enumerate(columns)) + 2
-    keep_lines = width is None or natural <= width
-    for index, column in enumerate(columns):
-        table.add_column(column, justify="left" if index < 2 else "right", no_wrap=keep_lines and index >= 2)
-    for cells in rows:
+    keep_lines = width is None or natural_width(results) <= width
+    for index, column in enumerate(table_columns(results)):
+        no_wrap = width is None or (keep_lines and index >= 2)
+        table.add_column(column, justify="left" if index < 2 else "right", no_wrap=no_wrap, overflow="fold")
+    for cells in table_rows(results):
         table.add_row(*cells, style="dim" if cells[0] == FLOOR_LABEL else None)
     return table
+
+
+def print_table(console, results: dict[str, Any]) -> None:
+    """The table on a terminal at its width (cells wrap when it is narrow); to a file or a pipe
+    (a log: no terminal, rich assumes 80 columns) at the table's own width, every cell whole."""
+    if console.is_terminal:
+        console.print(rich_table(results, console.width))
+    else:  # rendered apart with room to spare (console.print caps any width at the console's), written unwrapped
+        wide = Console(file=io.StringIO(), width=UNWRAPPED, color_system=None, force_terminal=False)
+        wide.print(rich_table(results, None))
+        text = "\n".join(line.rstrip() for line in wide.file.getvalue().splitlines())
+        console.print(text, soft_wrap=True, markup=False, highlight=False)
 
 
 def markdown_table(results: dict[str, Any]) -> str:
@@ -118,40 +147,75 @@ def write_json(results: dict[str, Any], out: Path) -> Path:
     return files.write_atomic(path, json.dumps(results, indent=2) + "\n")
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def curve_lines(results: dict[str, Any], metric: str) -> list[dict[str, Any]]:
+    """One line per model for the anytime plots, the mean over seeds at each curve point: its
+    steps, its training seconds (a student's plus, for one trained from a teacher run, the
+    teacher's training seconds: the equal-compute view) and the metric."""
+    runs = results["runs"]
+    lines = []
+    for label in dict.fromkeys(r["label"] for r in runs):
+        mine = [r for r in runs if r["label"] == label and r["curve"]]
+        if not mine:
+            continue
+        length = min(len(r["curve"]) for r in mine)
+        role = mine[0]["role"]
+        teacher_s = _mean([r.get("teacher_elapsed_s", 0.0) for r in mine])
+        seconds = None
+        if all(p.get("elapsed_s") is not None for r in mine for p in r["curve"][:length]):
+            seconds = [_mean([r["curve"][i]["elapsed_s"] for r in mine]) + teacher_s for i in range(length)]
+        lines.append(
+            {
+                "label": label,
+                "role": role,
+                "name": f"{label} (Heun)" if role == "teacher" else f"{label} (1 step)",
+                "steps": [p["step"] for p in mine[0]["curve"][:length]],
+                "seconds": seconds,
+                "teacher_s": teacher_s,
+                "values": [_mean([r["curve"][i]["eval"][metric] for r in mine]) for i in range(length)],
+            }
+        )
+    return lines
+
+
 def plot_curves(results: dict[str, Any], out: Path) -> Path | None:
-    """Each metric against training step, one line per run (mean over seeds), floor dashed."""
+    """Each metric against training step (top) and against training seconds (bottom: the anytime
+    view, where a method that costs more per step shows its cost), one line per run (mean over
+    seeds), the data-vs-data floor dotted."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = results["runs"]
-    if not any(r["curve"] for r in runs):
+    if not any(r["curve"] for r in results["runs"]):
         return None
     metrics = metric_names(results)
-    figure, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4), dpi=110, squeeze=False)
-    labels = list(dict.fromkeys(r["label"] for r in runs))
-    for axis, metric in zip(axes[0], metrics):
-        for label in labels:
-            curves = [r["curve"] for r in runs if r["label"] == label and r["curve"]]
-            if not curves:
-                continue
-            role = next(r["role"] for r in runs if r["label"] == label)
-            steps = [p["step"] for p in curves[0]]
-            means = [sum(c[i]["eval"][metric] for c in curves) / len(curves) for i in range(min(len(c) for c in curves))]
-            name = f"{label} (Heun)" if role == "teacher" else f"{label} (1 step)"
-            axis.plot(steps[: len(means)], means, marker="o", markersize=3, label=name, linestyle="--" if role != "contender" else "-")
-        floor = results.get("curve_floor") or results["floor"]
-        if metric in floor:
-            axis.axhline(floor[metric], color="0.5", linestyle=":", label=f"data vs data ({results['spec']['curve_samples']} points)")
-        axis.set_yscale("log")
-        axis.set_xlabel("training step")
-        axis.set_ylabel(f"{metric} (lower is better)")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
+    figure, axes = plt.subplots(2, len(metrics), figsize=(5.2 * len(metrics), 7.6), dpi=110, squeeze=False)
+    floor = results.get("curve_floor") or results["floor"]
+    for column, metric in enumerate(metrics):
+        higher = higher_is_better(results, metric)
+        lines = curve_lines(results, metric)
+        for row, axis in enumerate(axes[:, column]):
+            for line in lines:
+                x = line["steps"] if row == 0 else line["seconds"]
+                if x is None:
+                    continue
+                name = line["name"] + (f", + teacher's {format_number(line['teacher_s'])} s" if row == 1 and line["teacher_s"] else "")
+                axis.plot(x, line["values"], marker="o", markersize=3, label=name, linestyle="--" if line["role"] != "contender" else "-")
+            if metric in floor:
+                axis.axhline(floor[metric], color="0.5", linestyle=":", label=f"data vs data ({results['spec']['curve_samples']} points)")
+            if not higher:  # distances span decades; shares (precision, recall) lie in [0, 1]
+                axis.set_yscale("log")
+            axis.set_xlabel("training step" if row == 0 else "training seconds (a student's incl. its teacher's)")
+            axis.set_ylabel(f"{metric} ({direction_words(higher)})")
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=7)
     figure.suptitle(
-        f"cd-vs-ict, {results['preset']}: metric during training, {results['spec']['curve_samples']} samples, "
-        f"mean over {len(results['seeds'])} seed(s)",
+        f"cd-vs-ict, {results['preset']}: metric during training against steps and against seconds, "
+        f"{results['spec']['curve_samples']} samples, mean over {len(results['seeds'])} seed(s)",
         fontsize=9,
     )
     figure.tight_layout()
@@ -180,11 +244,11 @@ def teacher_cost_sentence(spec: dict[str, Any]) -> str:
 def write_report(results: dict[str, Any], out: Path, curves: Path | None) -> Path:
     spec, budget, evaluation = results["spec"], results["budget"], results["evaluation"]
     seeds = results["seeds"]
-    lines = [
-        f"# genkit bench cd-vs-ict: {spec['title'] or results['preset']}",
-        "",
-        f"**Verdict.** {results['verdict']['sentence']}",
-        "",
+    lines = [f"# {report_title(results)}", "", f"**Verdict.** {results['verdict']['sentence']}", ""]
+    changed = budget_change(results)
+    if changed:
+        lines += [f"**Budget changed from the preset's.** {changed}", ""]
+    lines += [
         f"**Budget.** Every method trained for {budget['steps']} steps at batch size {budget['batch_size']} "
         f"({budget['training_samples']} training samples) per seed; seeds {', '.join(map(str, seeds))}. "
         "Training time is wall-clock seconds of the training steps alone; NFE counts network evaluations spent "
@@ -198,8 +262,19 @@ def write_report(results: dict[str, Any], out: Path, curves: Path | None) -> Pat
         markdown_table(results),
         "",
     ]
+    searched = levels_paragraph(results)
+    if searched:
+        lines += [searched, ""]
     if curves is not None:
-        lines += ["## Metric during training", "", f"![metric against training step]({curves.name})", ""]
+        lines += [
+            "## Metric during training",
+            "",
+            "Against training steps (top) and against training seconds (bottom; a student trained from a teacher "
+            "run starts at the teacher's training seconds), the anytime view of equal compute.",
+            "",
+            f"![metric against training step and seconds]({curves.name})",
+            "",
+        ]
     lines += [f"## Samples (seed {seeds[0]}; grey: held-out data)", ""]
     for run in results["runs"]:
         if run["seed"] != seeds[0]:
@@ -224,3 +299,50 @@ def write_report(results: dict[str, Any], out: Path, curves: Path | None) -> Pat
     lines.append("- every number above is in results.json")
     path = Path(out) / "report.md"
     return files.write_atomic(path, "\n".join(lines) + "\n")
+
+
+def report_title(results: dict[str, Any]) -> str:
+    """From the budget that ran, not the preset's words about one: 'PRESET: TITLE, 600 steps x
+    batch 512, 3 seeds, on NVIDIA H200'."""
+    spec, budget, machine = results["spec"], results["budget"], results["machine"]
+    seeds = len(results["seeds"])
+    where = machine.get("cuda") or f"{machine.get('cpu_count')} CPU cores"
+    title = f": {spec['title']}" if spec.get("title") else ""
+    return (
+        f"genkit bench {results['preset']}{title}, {budget['steps']} steps x batch {budget['batch_size']}, "
+        f"{seeds} seed{'s' if seeds > 1 else ''}, on {where}"
+    )
+
+
+def budget_change(results: dict[str, Any]) -> str:
+    """A sentence when --set or --seeds changed the preset's budget ('' otherwise): the preset's
+    notes were written for its own budget."""
+    preset = results.get("preset_budget") or {}
+    now = {**results["budget"], "seeds": len(results["seeds"])}
+    if not preset or all(preset.get(key) == now[key] for key in ("steps", "batch_size", "seeds")):
+        return ""
+    return (
+        f"The preset sets {preset['steps']} steps x batch {preset['batch_size']}, {preset['seeds']} seed(s); this run "
+        f"used {now['steps']} x {now['batch_size']}, {now['seeds']} seed(s). The notes below were written for the "
+        "preset's budget."
+    )
+
+
+def levels_paragraph(results: dict[str, Any]) -> str:
+    """Each consistency model's searched levels per seed ('' when the bench did not search)."""
+    searched = [r for r in results["runs"] if r.get("level_search")]
+    if not searched:
+        return ""
+    first = searched[0]["level_search"]
+    parts = []
+    for label in dict.fromkeys(r["label"] for r in searched):
+        mine = sorted((r for r in searched if r["label"] == label), key=lambda r: r["seed"])
+        parts.append(f"{label} " + "; ".join(", ".join(format_number(t) for t in r["level_search"]["levels"]) for r in mine))
+    seeds = f" (per seed, seeds {', '.join(map(str, results['seeds']))} in order)" if len(results["seeds"]) > 1 else ""
+    return (
+        f"**Levels.** Each consistency model samples with its own intermediate levels{seeds}: {'; '.join(parts)}. "
+        f"Each was chosen by the greedy level search of Song et al. (2023): a ternary search on ln(sigma), "
+        f"{first['iterations']} steps per level, minimising {first['metric']} on {first['samples']} samples whose seeds no "
+        f"score uses (the training seed + {first['sample_seed'] - searched[0]['seed']}) against held-out draw "
+        f"{first['reference_seed']}, not the table's (an evaluator with training-set statistics uses those for both)."
+    )

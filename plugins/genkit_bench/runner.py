@@ -20,7 +20,7 @@ from genkit.training import lock
 from genkit.training.distributed import Distributed
 
 from genkit_bench.plan import PlannedRun, all_missing, missing_error, plan, seeds_of  # noqa: F401 (the bench's API)
-from genkit_bench.score import check_metric, curve_of, floors, score_run
+from genkit_bench.score import check_metric, curve_of, directions, floors, level_search_of, score_run
 from genkit_bench.spec import BenchSpec
 from genkit_bench.train import train_run  # noqa: F401 (the bench's API)
 from genkit_bench.write import RunResult, claim, result_of, results_of
@@ -65,6 +65,7 @@ def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, An
     total = len(planned) * spec.steps
     overall = progress.add_task("bench", total=total, completed=0, note="") if progress else None
     results: dict[str, RunResult] = {}
+    found_directions: dict[str, str] = {}
     floor: dict[str, float] = {}
     curve_floor: dict[str, float] = {}
     for index, item in enumerate(planned):
@@ -83,16 +84,19 @@ def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, An
             continue
         if not results:  # the same data for every run: the floor of the first one
             floor, curve_floor = floors(spec, trained.built.dataset, evaluators)
+        found_directions.update(directions(evaluators, [key for s in scores for key in s["scores"]]))
         results[item.key] = _result(item, trained, scores, results)
         dist.barrier()
 
     if not dist.is_main:
         return None
-    return results_of(spec, out, list(results.values()), floor, curve_floor, plugin_set, time.perf_counter() - started)
+    return results_of(
+        spec, out, list(results.values()), floor, curve_floor, plugin_set, time.perf_counter() - started, found_directions
+    )
 
 
 def _result(item: PlannedRun, trained, scores: list[dict], results: dict[str, RunResult]) -> RunResult:
     teacher = results.get(f"seed{item.seed}/{item.run.teacher}") if item.run.teacher else None
     result = result_of(item, trained.step, trained.elapsed_s, dict(trained.built.method.training_evaluations()), teacher)
-    result.scores, result.curve = scores, curve_of(item)
+    result.scores, result.curve, result.level_search = scores, curve_of(item), level_search_of(item)
     return result

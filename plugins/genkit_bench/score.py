@@ -1,8 +1,17 @@
 """Scoring a trained run at each sampling setting of the bench, through genkit's one scoring
-path (genkit.evaluation.score_against_data); the scores are cached in the run folder."""
+path (genkit.evaluation.score_against_data); the scores are cached in the run folder.
+
+With ``bench.level_search`` each consistency model's k-step levels are its own: the greedy search
+of Song et al. (2023) (genkit.evaluation.levels.search_levels) on the verdict's metric, run per
+model and seed before scoring. It never sees the scoring draw: its samples use a sample seed no
+score uses (SEARCH_SEED_BASE + training seed; scores use the training seed) and it scores against
+a held-out draw of its own (levels.SEARCH_REFERENCE_SEED; scores use REFERENCE_SEED), so the
+level is not tuned to the numbers the table shows.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +21,7 @@ from genkit.build import build
 from genkit.trained import TrainedModel
 from genkit.errors import GenkitError
 from genkit.evaluation import REFERENCE_SEED, build_evaluators, data_floor, draw_samples, reference_data, score_against_data
+from genkit.evaluation.levels import SEARCH_REFERENCE_SEED, search_levels
 from genkit.pictures import save_samples_picture
 from genkit.training.run import RunFolder
 
@@ -20,6 +30,67 @@ from genkit_bench.spec import BenchSpec, sampling_levels
 from genkit_bench.write import read_bench_file, write_bench_file
 
 EVAL_FILE = "bench-eval.json"  # in each run folder: the cached scores of its final weights
+SEARCH_SEED_BASE = 1_000_000  # the level search samples with this + the training seed: never a scoring seed
+
+
+def higher_is_better(evaluators: dict, key: str) -> bool:
+    """The direction of a score key ('fd_fmnist', 'pr_fmnist/precision') as its evaluator declares
+    it (``higher_is_better``: True, or the keys of its values that are); else lower is better."""
+    name, _, part = key.partition("/")
+    declared = getattr(evaluators.get(name), "higher_is_better", False)
+    if isinstance(declared, bool):
+        return declared
+    return part in declared
+
+
+def directions(evaluators: dict, keys) -> dict[str, str]:
+    """'higher' or 'lower' (is better) for every score key, as results.json records them."""
+    return {key: "higher" if higher_is_better(evaluators, key) else "lower" for key in keys}
+
+
+@dataclass
+class _Searchable:
+    """What search_levels reads of a loaded model (genkit.api.Model), from the bench's own."""
+
+    trained: TrainedModel
+    path: Path
+
+    @property
+    def config(self):
+        return self.trained.built.config
+
+    @property
+    def step(self) -> int:
+        return self.trained.step
+
+
+def searched_levels(spec: BenchSpec, item: PlannedRun, trained: TrainedModel, evaluators: dict, dist=None) -> dict[str, Any] | None:
+    """The run's own k-step levels from the greedy search (None when the bench does not search
+    them for this run); cached in the run folder (levels.json) by search_levels. Rank 0 searches
+    and every rank gets the result."""
+    if not spec.searches_levels(item.run) or not trained.built.method.takes_levels:  # sCT, MeanFlow: no levels
+        return None
+    found = None
+    if dist is None or dist.is_main:
+        if higher_is_better(evaluators, spec.metric):
+            raise GenkitError(f"bench.level_search minimises bench.metric, and '{spec.metric}' is higher-is-better")
+        seed = SEARCH_SEED_BASE + item.seed
+        search = search_levels(
+            _Searchable(trained, item.folder), spec.max_sampling_steps, spec.metric, spec.search_samples, spec.search_iterations, sample_seed=seed
+        )
+        found = {
+            "levels": search.levels,
+            "values": search.values,  # the metric at 2, 3, ... steps on the search's draws
+            "one_step": search.one_step,
+            "metric": search.metric,
+            "samples": spec.search_samples,
+            "iterations": spec.search_iterations,
+            "sample_seed": seed,
+            "reference_seed": SEARCH_REFERENCE_SEED,
+        }
+    if dist is not None and dist.enabled:
+        found = dist.gather(found)[0]
+    return found
 
 
 def check_metric(spec: BenchSpec, item: PlannedRun, registries) -> None:
@@ -39,7 +110,8 @@ def score_run(spec: BenchSpec, item: PlannedRun, trained: TrainedModel, evaluato
     if main and spec.metric not in evaluators:
         raise GenkitError(f"bench.metric '{spec.metric}' is not one of this run's evaluators ({', '.join(evaluators) or 'none'})")
     steps_list = [method.default_sampling_steps()] if item.run.role == "teacher" else list(spec.sampling_steps)
-    settings = _eval_settings(spec, item, trained.step, steps_list)
+    search = searched_levels(spec, item, trained, evaluators, dist)
+    settings = _eval_settings(spec, item, trained.step, steps_list, search)
     cache = item.folder / EVAL_FILE
     cached = read_bench_file(cache)
     if _usable(cached, settings, out):
@@ -49,7 +121,7 @@ def score_run(spec: BenchSpec, item: PlannedRun, trained: TrainedModel, evaluato
     for steps in steps_list:
         samples = draw_samples(
             method, trained.model, spec.eval_samples, steps, seed=item.seed, batch_size=item.config.sample.batch_size,
-            levels=levels_for(spec, item, steps) if method.takes_levels else None, dist=dist,  # sCT, MeanFlow: their own samplers
+            levels=levels_for(spec, item, steps, search) if method.takes_levels else None, dist=dist,  # sCT, MeanFlow: their own samplers
         )
         if not main:
             continue
@@ -59,10 +131,11 @@ def score_run(spec: BenchSpec, item: PlannedRun, trained: TrainedModel, evaluato
         shown = samples[:2000] if samples.ndim == 2 else samples[: item.config.sample.grid_size]  # points, or a grid of images
         save_samples_picture(shown, out / picture, title, reference=reference[:2000] if samples.ndim == 2 else None)
         scored = score_against_data(samples, dataset, evaluators, reference=reference)
-        scores.append({"steps": steps, "nfe": nfe, "scores": scored, "picture": str(picture)})
+        levels = levels_for(spec, item, steps, search) if method.takes_levels else None
+        scores.append({"steps": steps, "nfe": nfe, "scores": scored, "picture": str(picture), "levels": levels or []})
     if not main:
         return None
-    write_bench_file(cache, {"settings": settings, "scores": scores})
+    write_bench_file(cache, {"settings": settings, "scores": scores, "level_search": search})
     return scores
 
 
@@ -75,8 +148,8 @@ def floors(spec: BenchSpec, dataset, evaluators: dict) -> tuple[dict[str, float]
     return data_floor(dataset, evaluators, spec.eval_samples), curve
 
 
-def _eval_settings(spec: BenchSpec, item: PlannedRun, step: int, steps_list: list[int]) -> dict[str, Any]:
-    levels = sampling_levels(spec, item.run)
+def _eval_settings(spec: BenchSpec, item: PlannedRun, step: int, steps_list: list[int], search: dict | None = None) -> dict[str, Any]:
+    levels = search["levels"] if search else sampling_levels(spec, item.run)
     settings = {
         "step": step,
         "eval_samples": spec.eval_samples,
@@ -87,15 +160,17 @@ def _eval_settings(spec: BenchSpec, item: PlannedRun, step: int, steps_list: lis
     }
     if item.run.role != "teacher" and max(steps_list) > 2:  # benches at 1 and 2 steps keep their cached scores
         settings["levels"] = levels[: max(steps_list) - 1]
+    if search:
+        settings["level_search"] = {key: search[key] for key in ("metric", "samples", "iterations", "sample_seed", "reference_seed")}
     return settings
 
 
-def levels_for(spec: BenchSpec, item: PlannedRun, steps: int) -> list[float] | None:
+def levels_for(spec: BenchSpec, item: PlannedRun, steps: int, search: dict | None = None) -> list[float] | None:
     """The intermediate levels of a consistency model's ``steps``-step sampling (None: the teacher,
-    or one step)."""
+    or one step): the searched ones, else the run's or the bench's."""
     if item.run.role == "teacher" or steps < 2:
         return None
-    return spec.run_levels(item.run)[: steps - 1]
+    return (search["levels"] if search else spec.run_levels(item.run))[: steps - 1]
 
 
 def _sampling_phrase(role: str, steps: int, nfe: int) -> str:
@@ -104,8 +179,32 @@ def _sampling_phrase(role: str, steps: int, nfe: int) -> str:
     return f"{steps} step" if steps == 1 else f"{steps} steps"
 
 
+def level_search_of(item: PlannedRun) -> dict[str, Any] | None:
+    """The level search recorded with the run's cached scores (None: the bench's or the run's own levels)."""
+    cached = read_bench_file(item.folder / EVAL_FILE)
+    found = cached.get("level_search") if isinstance(cached, dict) else None
+    return found if isinstance(found, dict) else None
+
+
 def curve_of(item: PlannedRun) -> list[dict[str, Any]]:
-    return [{"step": r["step"], "eval": r["eval"]} for r in RunFolder(item.folder).metrics() if "eval" in r]
+    """The run's scores during training, each with its step and the training seconds spent by then
+    (``elapsed_s``: the anytime view, score against seconds, where methods of different cost per
+    step compare at equal compute)."""
+    records = list(RunFolder(item.folder).metrics())
+    clock = {r["step"]: float(r["elapsed_s"]) for r in records if "elapsed_s" in r}  # a resumed run's later record wins
+    return [{"step": r["step"], "elapsed_s": elapsed_at(clock, r["step"]), "eval": r["eval"]} for r in records if "eval" in r]
+
+
+def elapsed_at(clock: dict[int, float], step: int) -> float | None:
+    """Training seconds at ``step`` from the log records' (step, elapsed_s): exact at a logged
+    step, else linear between the logged steps around it (from step 0 at 0 s); None past the last."""
+    if step in clock:
+        return clock[step]
+    points = sorted({0: 0.0, **clock}.items())
+    for (s0, t0), (s1, t1) in zip(points, points[1:]):
+        if s0 < step < s1:
+            return t0 + (t1 - t0) * (step - s0) / (s1 - s0)
+    return None
 
 
 def _usable(cached, settings: dict, out: Path) -> bool:

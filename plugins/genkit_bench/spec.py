@@ -89,6 +89,12 @@ class BenchSpec:
     floor: bool = option(True, "also score held-out data against the reference: the data-vs-data floor")
     compare: list[str] = option(["ict", "cd"], "the two runs the verdict compares")
     torch_threads: int = option(0, "CPU threads for torch while the bench runs (0: torch's default)", Check(lambda v: v >= 0, "must be 0 (torch's default) or positive"))
+    level_search: bool = option(False, "choose each consistency model's levels by the greedy search of Song et al. (2023) on the verdict's metric, per seed, on draws apart from the scoring one (a run's own levels are kept)")
+    search_samples: int = option(2000, "samples per metric evaluation of the level search", positive)
+    search_iterations: int = option(12, "ternary-search steps per level (2 x this + 1 evaluations each)", positive)
+    seconds_per_step: dict[str, float] = option(default_factory=dict, help="run key -> measured training seconds per step, for the cost estimate printed before training")
+    seconds_per_step_batch: int = option(0, "the batch size seconds_per_step was measured at (0: bench.batch_size)", Check(lambda v: v >= 0, "must be 0 or positive"))
+    seconds_per_step_on: str = option("", "the machine seconds_per_step was measured on (shown with the estimate)")
     notes: list[str] = option([], "deviations from the papers, copied into the report")
     overrides: dict[str, Any] = option(default_factory=dict, help="config keys layered over the training preset for every run")
     runs: dict[str, RunSpec] = option(default_factory=dict, help="run key -> its table, trained in this order")
@@ -96,6 +102,7 @@ class BenchSpec:
     name = ""  # the preset's name
     source = ""  # the file read (absolute for built-ins)
     given = ""  # the preset as the user named it
+    preset_budget = None  # a dict: steps, batch_size and seeds as the preset file sets them, before --set and --seeds
     # run_list, set by __post_init__: the runs of runs, in order (a caller may narrow it)
 
     def __post_init__(self):
@@ -113,6 +120,11 @@ class BenchSpec:
         if fixed:
             raise ValueError(f"overrides sets {fixed}; {FIXED_TEXT}")
         names = list(self.runs)
+        unknown = sorted(set(self.seconds_per_step) - set(names))
+        if unknown:
+            raise ValueError(f"seconds_per_step names no run: '{unknown[0]}' (runs: {', '.join(names)})")
+        if any(not value > 0 for value in self.seconds_per_step.values()):
+            raise ValueError(f"seconds_per_step must be positive, got {self.seconds_per_step}")
         if len(self.compare) != 2 or any(name not in names for name in self.compare):
             raise ValueError(f"compare must name two runs of runs ({', '.join(names)}), got {self.compare}")
         for name in self.compare:
@@ -137,6 +149,12 @@ class BenchSpec:
         if run.levels:
             return list(run.levels)
         return [run.two_step_sigma] if run.two_step_sigma else list(self.levels)
+
+    def searches_levels(self, run: RunSpec) -> bool:
+        """Whether a run's multistep levels come from the level search (bench.level_search): a
+        consistency model without levels of its own, scored at 2 steps or more."""
+        own = run.levels or run.two_step_sigma
+        return self.level_search and run.role != "teacher" and not own and self.max_sampling_steps >= 2
 
     @property
     def max_sampling_steps(self) -> int:
@@ -184,6 +202,9 @@ def load_spec(preset: str, assignments: list[str] = (), seeds: int | None = None
         raise GenkitError(f"{path} has no [bench] table")
     spec = configuration.parser(layers, registries=None).dataclass(BenchSpec, layers.data["bench"], "bench")
     spec.name, spec.source, spec.given = Path(preset).stem, str(path), str(preset)
+    own = configuration.read_toml(path).get("bench", {})
+    defaults = {f.name: f.default for f in dataclasses.fields(BenchSpec) if f.name in ("steps", "batch_size", "seeds")}
+    spec.preset_budget = {key: own.get(key, default) for key, default in defaults.items()}
     spec.training_preset = _training_preset(spec.training_preset, path)
     return spec
 

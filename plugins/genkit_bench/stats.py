@@ -2,7 +2,9 @@
 
 The spread is the sample standard deviation over seeds (ddof = 1); one seed has no spread. Two
 methods' difference "exceeds the spread" when |mean_a - mean_b| > spread_a + spread_b, that is
-when their mean ± spread intervals do not overlap.
+when their mean ± spread intervals do not overlap. Two means that print the same
+(``format_number``) are a tie: a reader cannot see a difference, so the verdict claims none.
+Each metric has a direction (lower is better unless its evaluator declares otherwise).
 """
 
 from __future__ import annotations
@@ -62,21 +64,37 @@ def format_count(value: float) -> str:
     return f"{value:.3g}" if value >= 1e6 else f"{value:.0f}"
 
 
+def direction_words(higher_is_better: bool) -> str:
+    return "higher is better" if higher_is_better else "lower is better"
+
+
+def same_when_printed(x: float, y: float) -> bool:
+    """Whether two figures print the same: a difference no reader of the table can see."""
+    return format_number(x) == format_number(y)
+
+
 @dataclass(frozen=True)
 class Comparison:
-    """Method a against method b on one metric (lower is better) at one number of steps."""
+    """Method a against method b on one metric at one number of steps (lower is better unless
+    ``higher_is_better``)."""
 
     steps: int
     a: str
     b: str
     a_score: Summary
     b_score: Summary
+    higher_is_better: bool = False
+
+    @property
+    def tie(self) -> bool:
+        return same_when_printed(self.a_score.mean, self.b_score.mean)
 
     @property
     def winner(self) -> str | None:
-        if self.a_score.mean == self.b_score.mean:
+        if self.tie:
             return None
-        return self.a if self.a_score.mean < self.b_score.mean else self.b
+        a_better = self.a_score.mean > self.b_score.mean if self.higher_is_better else self.a_score.mean < self.b_score.mean
+        return self.a if a_better else self.b
 
     @property
     def difference(self) -> float:
@@ -101,6 +119,7 @@ class Comparison:
             "a_mean": self.a_score.mean,
             "b_mean": self.b_score.mean,
             "winner": self.winner,
+            "higher_is_better": self.higher_is_better,
             "difference": self.difference,
             "spread": self.spread,
             "exceeds_spread": self.exceeds_spread,
@@ -115,7 +134,7 @@ def _clause(comparison: Comparison, num_seeds: int) -> str:
     a, b = comparison.a, comparison.b
     at = f"at {_steps_phrase(comparison.steps)}"
     if comparison.winner is None:
-        return f"{at} {a} and {b} tie ({format_number(comparison.a_score.mean)} vs {format_number(comparison.b_score.mean)})"
+        return f"{at} {a} and {b} tie ({format_number(comparison.a_score.mean)} vs {format_number(comparison.b_score.mean)}: the same at the printed precision)"
     winner = comparison.winner
     loser, scores = (b, (comparison.a_score, comparison.b_score)) if winner == a else (a, (comparison.b_score, comparison.a_score))
     clause = f"{at} {winner} beats {loser} ({format_number(scores[0].mean)} vs {format_number(scores[1].mean)})"
@@ -132,4 +151,4 @@ def verdict_sentence(comparisons: Sequence[Comparison], metric: str, num_seeds: 
         raise ValueError("a verdict needs at least one comparison")
     clauses = [_clause(c, num_seeds) for c in comparisons]
     sentence = "; ".join(clauses)
-    return f"On {metric} (lower is better), {sentence}."
+    return f"On {metric} ({direction_words(comparisons[0].higher_is_better)}), {sentence}."

@@ -124,7 +124,8 @@ class RunResult:
     nfe_teacher_training: int  # everything its teacher run spent (0 without a teacher)
     teacher_elapsed_s: float  # its teacher run's training seconds (0 without a teacher)
     scores: list[dict[str, Any]] = field(default_factory=list)  # {"steps", "nfe", "scores", "picture"}
-    curve: list[dict[str, Any]] = field(default_factory=list)  # {"step", "eval": {metric: value}}
+    curve: list[dict[str, Any]] = field(default_factory=list)  # {"step", "elapsed_s", "eval": {metric: value}}
+    level_search: dict[str, Any] | None = None  # the run's searched levels (bench.level_search), how they were found
     config: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -176,6 +177,7 @@ def aggregate(spec: BenchSpec, results: list[RunResult]) -> list[dict[str, Any]]
                     "steps": first["steps"],
                     "nfe": first["nfe"],
                     "seeds": [r.seed for r in mine],
+                    "levels": [r.scores[index].get("levels", []) for r in mine],  # per seed: the intermediate levels used
                     "metrics": metrics,
                     "train_time_s": summarize([r.elapsed_s for r in mine]).to_dict(),
                     "train_time_with_teacher_s": summarize([r.elapsed_s + r.teacher_elapsed_s for r in mine]).to_dict(),
@@ -186,7 +188,7 @@ def aggregate(spec: BenchSpec, results: list[RunResult]) -> list[dict[str, Any]]
     return rows
 
 
-def comparisons(spec: BenchSpec, rows: list[dict[str, Any]]) -> list[Comparison]:
+def comparisons(spec: BenchSpec, rows: list[dict[str, Any]], directions: dict[str, str] | None = None) -> list[Comparison]:
     a, b = spec.compare
     found = []
     for steps in spec.sampling_steps:
@@ -201,17 +203,20 @@ def comparisons(spec: BenchSpec, rows: list[dict[str, Any]]) -> list[Comparison]
                 spec.run(b).label,
                 summarize(row_a["metrics"][spec.metric]["values"]),
                 summarize(row_b["metrics"][spec.metric]["values"]),
+                higher_is_better=(directions or {}).get(spec.metric) == "higher",
             )
         )
     return found
 
 
 def results_of(
-    spec: BenchSpec, out: Path, ordered: list[RunResult], floor: dict, curve_floor: dict, plugin_set, elapsed: float
+    spec: BenchSpec, out: Path, ordered: list[RunResult], floor: dict, curve_floor: dict, plugin_set, elapsed: float,
+    directions: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The results dictionary (results.json); adds this invocation to the folder's wall time."""
+    """The results dictionary (results.json); adds this invocation to the folder's wall time.
+    ``directions``: 'higher' or 'lower' (is better) per score key, as the evaluators declare."""
     rows = aggregate(spec, ordered)
-    found = comparisons(spec, rows)
+    found = comparisons(spec, rows, directions)
     return {
         "bench": "cd-vs-ict",
         "preset": spec.name,
@@ -223,12 +228,15 @@ def results_of(
             "batch_size": spec.batch_size,
             "training_samples": spec.steps * spec.batch_size,
         },
+        "preset_budget": spec.preset_budget,  # as the preset file sets it: a --set or --seeds change shows
+        "directions": directions or {},  # score key -> "higher" | "lower" (is better)
         "evaluation": {
             "metric": spec.metric,
             "samples": spec.eval_samples,
             "reference": f"{spec.eval_samples} held-out data points (reference seed {REFERENCE_SEED})",
             "two_step_sigma": spec.two_step_sigma,
             "levels": spec.levels[: max(spec.max_sampling_steps - 1, 1)],  # k steps use the first k - 1
+            "level_search": spec.level_search,  # True: each consistency model's own levels (runs.level_search)
         },
         "floor": floor,  # held-out data vs held-out data at eval_samples points
         "curve_floor": curve_floor,  # the same at curve_samples points, for the metric-vs-step plot

@@ -82,6 +82,8 @@ class PrecisionRecallFMNIST:
     """Precision and recall (higher is better) in the same classifier features, against a fixed
     random subset of the training images as large as the sample set (capped by the options)."""
 
+    higher_is_better = frozenset({"precision", "recall"})  # shares of points covered: 1 is best
+
     @dataclass
     class Config:
         k: int = option(3, "the k of the k-nearest-neighbour balls (the paper's 3)", at_least(1))
