@@ -1,9 +1,22 @@
-"""Shared fixtures: the loaded registries and tiny configurations that train in a second."""
+"""Shared fixtures: the loaded registries and tiny configurations that train in a second.
+
+Layout: the core's tests here, each built-in plugin's in tests/plugins/NAME (a third-party
+plugin keeps its tests beside it, as examples/genkit-ect does). Test modules import helpers of
+other test modules by name (``from test_bench import TINY_BENCH``), so every test folder is on
+sys.path whatever order pytest collects them in.
+"""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+for _folder in sorted(p for p in (Path(__file__).parent / "plugins").iterdir() if p.is_dir()):
+    if str(_folder) not in sys.path:
+        sys.path.append(str(_folder))
 
 from genkit import config as configuration
 from genkit import plugins
