@@ -45,7 +45,7 @@ class PerSampleNoise:
         # value 4j + m of a sample is block j's normal m: (w0, w1) give values 0 and 1, (w2, w3) 2 and 3
         pairs = normal_pairs(even, odd).permute(1, 2, 0, 3)  # (batch, blocks, (w0, w2), (cos, sin))
         z = torch.empty(pairs.shape, dtype=dtype, device=self.device).copy_(pairs)  # rounded to dtype
-        return z.view(self.size, -1)[:, :count].reshape(self.size, *shape)
+        return z.view(self.size, 4 * z.shape[1])[:, :count].reshape(self.size, *shape)
 
     def randint(self, high: int) -> torch.Tensor:
         """One integer in [0, high) per sample (a class label): floor(w high / 2**32) of one word
@@ -59,17 +59,17 @@ class PerSampleNoise:
         return self.size
 
 
-def _seed_keys(seeds: Sequence[int], device: torch.device) -> torch.Tensor:
+def _seed_keys(seeds: Sequence[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The seeds' low and high 32-bit words, each (len(seeds), 1), on ``device``."""
     low, high = SEED_RANGE
-    if isinstance(seeds, range) and len(seeds) and low <= min(seeds[0], seeds[-1]) and max(seeds[0], seeds[-1]) < 2**63:
-        values = torch.arange(seeds.start, seeds.stop, seeds.step, dtype=torch.int64)  # the usual case, no list
+    if isinstance(seeds, range) and len(seeds) and low <= min(seeds[0], seeds[-1]) and max(seeds[0], seeds[-1]) < 2**62:
+        values = torch.arange(seeds.start, seeds.stop, seeds.step, dtype=torch.int64, device=device)  # no list
     else:
         seeds = [int(seed) for seed in seeds]
         bad = [seed for seed in seeds if not low <= seed < high]
         if bad:
             raise ValueError(f"a seed must lie in [-2**63, 2**64), got {bad[0]}")
-        values = torch.tensor([seed - 2**64 if seed >= 2**63 else seed for seed in seeds], dtype=torch.int64)
-    values = values.to(device)  # two's complement: the same 64 bits as the seed mod 2**64
+        # two's complement: the same 64 bits as the seed mod 2**64
+        values = torch.tensor([seed - 2**64 if seed >= 2**63 else seed for seed in seeds], dtype=torch.int64).to(device)
     values = values.unsqueeze(1)
     return values & MASK32, (values >> 32) & MASK32
