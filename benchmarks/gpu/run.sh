@@ -2,7 +2,8 @@
 # Every GPU check in one device call (about 8 minutes on one H100/H200): the GPU tests, a
 # two-process torchrun run when the machine has two GPUs, training throughput and model FLOP
 # utilisation of the CIFAR-10 NCSN++ configuration at batch 128 (eager vs compiled, fp32 vs
-# bf16), and sampling throughput (1 and 2 steps against the EDM teacher's Heun sampler).
+# bf16), and sampling throughput (1 and 2 steps against the EDM teacher's Heun sampler, with
+# genkit's per-sample noise and the per-sample CPU generators it replaced, and each one's draw).
 # Figures go to one JSON file, $OUT/gpu.json (OUT defaults to benchmarks/results/gpu).
 #
 #   bash benchmarks/gpu/run.sh
@@ -25,14 +26,15 @@ if [ "$gpus" -ge 2 ]; then
     --steps 200 --out /tmp/genkit-ddp 2>&1 | tail -3 | tee "$OUT/torchrun.txt"
 fi
 timeout 300 python3 benchmarks/gpu/train_throughput.py --batch 128 --json "$OUT/train.json" 2>&1 | tail -40
-timeout 90 python3 benchmarks/sampling_throughput.py --net unet --batch 256 2>&1 | tee "$OUT/sampling.txt"
+timeout 150 python3 benchmarks/sampling_throughput.py --net unet --batch 256 --rounds 5 --json "$OUT/sampling.json" 2>&1 | tee "$OUT/sampling.txt"
 python3 - "$OUT" <<'PY'
 import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
 read = lambda name: (out / name).read_text() if (out / name).is_file() else None
 train = json.loads(read("train.json")) if read("train.json") else None
 summary = {"gpu": read("nvidia-smi.txt"), "pytest_gpu": read("pytest-gpu.txt"), "torchrun": read("torchrun.txt"),
-           "training": train, "sampling": read("sampling.txt")}
+           "training": train, "sampling": read("sampling.txt"),
+           "sampling_figures": json.loads(read("sampling.json")) if read("sampling.json") else None}
 (out / "gpu.json").write_text(json.dumps(summary, indent=2))
 print("wrote", out / "gpu.json")
 PY
