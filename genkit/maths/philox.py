@@ -52,8 +52,9 @@ def philox_rounds(multiplied: torch.Tensor, other: torch.Tensor | None, keys: to
     """
     natural = True  # multiplied is (x0, x2), other (x3, x1); else (x2, x0) and (x1, x3)
     device = multiplied.device
-    multipliers = {order: m.view(2, *[1] * (multiplied.dim() - 1)) for order, m in _multipliers(device).items()}
-    reverse = torch.tensor([1, 0], device=device)
+    constants = _constants(device)
+    multipliers = {order: constants[order].view(2, *[1] * (multiplied.dim() - 1)) for order in (True, False)}
+    reverse = constants["reverse"]
     shape = torch.broadcast_shapes(multiplied.shape, keys.shape[2:], () if other is None else other.shape)
     # Three buffers of the full shape written in place (the inputs are left alone): on a CPU a
     # fresh tensor per op costs as much again in page faults as the op.
@@ -75,9 +76,14 @@ def philox_rounds(multiplied: torch.Tensor, other: torch.Tensor | None, keys: to
 
 
 @functools.lru_cache(maxsize=None)
-def _multipliers(device: torch.device) -> dict[bool, torch.Tensor]:
-    """(M0, M1) for the natural lane order, reversed for the other, on ``device`` (copied once)."""
-    return {order: torch.tensor(PHILOX_M if order else PHILOX_M[::-1], dtype=torch.int64).to(device) for order in (True, False)}
+def _constants(device: torch.device) -> dict:
+    """On ``device``, copied there once: the multipliers (M0, M1) for the natural lane order
+    (key True) and reversed (False), and the index that swaps a lane pair ("reverse")."""
+    return {
+        True: torch.tensor(PHILOX_M, dtype=torch.int64).to(device),
+        False: torch.tensor(PHILOX_M[::-1], dtype=torch.int64).to(device),
+        "reverse": torch.tensor([1, 0]).to(device),
+    }
 
 
 def philox4x32(counter: tuple, key: tuple, rounds: int = ROUNDS) -> tuple[torch.Tensor, ...]:
