@@ -15,10 +15,12 @@ SEED_RANGE = (-(2**63), 2**64)  # what torch.Generator.manual_seed accepts; nega
 class PerSampleNoise:
     """Each sample's draws are a pure function of its seed and the draw's place in the sequence.
 
-    Draw k (the k-th call of randn or randint) of a sample with seed s takes its element i from
-    Philox-4x32-10 (genkit.maths.philox) with key s (64 bits) and counter (i // 4, 0, k, 0): the whole batch is one tensor computation on ``device``, and a sample's
-    values are the same bits whatever batch it is drawn in. Normals come from pairs of words by
-    Box-Muller in float64, rounded to the dtype asked for.
+    Draw k (the k-th call of randn or randint, from 0) of a sample with seed s takes its value
+    i from the block of Philox-4x32-10 (genkit.maths.philox) with key s (64 bits) and counter
+    (i // 4, 0, k, 0): the whole batch is one tensor computation on ``device``, about 75 ops
+    however large the batch, and a sample's values are the same bits whatever batch it is
+    drawn in. Normals come from pairs of words by Box-Muller in float64, rounded to the dtype
+    asked for (so a float32 draw is the float64 draw rounded).
     """
 
     def __init__(self, seeds: Sequence[int], device: torch.device | str = "cpu"):
