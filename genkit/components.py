@@ -188,7 +188,7 @@ class Method(nn.Module):
         """Called after the optimizer step of iteration k = ``step`` (target-network updates go here)."""
 
     def sample(self, model: nn.Module, noise: PerSampleNoise, steps: int | None, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Samples from ``model`` (called ``model(x, sigma, labels)``), one per generator of ``noise``."""
+        """Samples from ``model`` (called ``model(x, sigma, labels)``), one per seed of ``noise`` (len(noise) of them)."""
         raise NotImplementedError
 
     def sampling_evaluations(self, steps: int | None) -> int:

@@ -2,7 +2,9 @@
 # Every GPU check in one device call (about 8 minutes on one H100/H200): the GPU tests, a
 # two-process torchrun run when the machine has two GPUs, training throughput, compile warm-up
 # and model FLOP utilisation of the CIFAR-10 NCSN++ configuration at batch 128 (eager, compiled
-# whole or block by block, fp32 vs bf16) and of the fmnist network at batch 512, and sampling throughput (1 and 2 steps against the EDM teacher's Heun sampler).
+# whole or block by block, bf16) and of the fmnist network at batch 512, and sampling throughput
+# (1 and 2 steps against the EDM teacher's Heun sampler, with genkit's per-sample noise and the
+# per-sample CPU generators it replaced, and each one's draw). At most 10 minutes in all.
 # Figures go to one JSON file, $OUT/gpu.json (OUT defaults to benchmarks/results/gpu).
 #
 #   bash benchmarks/gpu/run.sh
@@ -27,7 +29,7 @@ fi
 # one process and one timeout per setting: a slow compile cannot cost the other rows
 rm -f "$OUT/train.jsonl"
 # limits in seconds: compiling the whole NCSN++ took about 85 s on an H200, a block-by-block compile less
-for run in "bf16:eager 60" "bf16:model 130" "bf16:blocks 100"; do
+for run in "bf16:eager 60" "bf16:model 120" "bf16:blocks 90"; do
   set -- $run
   timeout "$2" python3 benchmarks/gpu/train_throughput.py --batch 128 --settings "$1" --jsonl "$OUT/train.jsonl" 2>&1 | tail -3
 done
@@ -35,14 +37,15 @@ for run in "bf16:eager 45" "bf16:blocks 70"; do  # the small fmnist network, bou
   set -- $run
   timeout "$2" python3 benchmarks/gpu/train_throughput.py --preset fmnist --batch 512 --settings "$1" --jsonl "$OUT/train.jsonl" 2>&1 | tail -3
 done
-timeout 90 python3 benchmarks/sampling_throughput.py --net unet --batch 256 2>&1 | tee "$OUT/sampling.txt"
+timeout 120 python3 benchmarks/sampling_throughput.py --net unet --batch 256 --rounds 5 --json "$OUT/sampling.json" 2>&1 | tee "$OUT/sampling.txt"
 python3 - "$OUT" <<'PY'
 import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
 read = lambda name: (out / name).read_text() if (out / name).is_file() else None
 train = [json.loads(line) for line in (read("train.jsonl") or "").splitlines() if line.strip()]
 summary = {"gpu": read("nvidia-smi.txt"), "pytest_gpu": read("pytest-gpu.txt"), "torchrun": read("torchrun.txt"),
-           "training": train, "sampling": read("sampling.txt")}
+           "training": train, "sampling": read("sampling.txt"),
+           "sampling_figures": json.loads(read("sampling.json")) if read("sampling.json") else None}
 (out / "gpu.json").write_text(json.dumps(summary, indent=2))
 print("wrote", out / "gpu.json")
 PY

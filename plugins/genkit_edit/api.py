@@ -103,7 +103,7 @@ def _images(images, task, shape, convert: bool, resize: bool, names=None, which:
 
 
 def _labels(noise: PerSampleNoise, label: int | None, label_dim: int, device) -> torch.Tensor | None:
-    """As `genkit sample` draws them: each sample's own class from its generator, before its noise."""
+    """As `genkit sample` draws them: each sample's own class from its seed, before its noise."""
     if not label_dim:
         return None
     return noise.randint(label_dim) if label is None else torch.full((len(noise),), label, device=device)

