@@ -373,7 +373,8 @@ def test_the_bench_writes_only_into_a_folder_it_marked_as_its_own(tiny_preset, t
 
 
 def test_the_consistency_family_runs_every_method_at_one_budget_and_the_continuous_ones_sample_their_own_way(tmp_path):
-    spec = bench_spec.load_spec("consistency-family", ["bench.steps=20", "bench.eval_samples=100", "bench.curve_every=0"], seeds=1)
+    tiny = ["bench.steps=20", "bench.eval_samples=100", "bench.curve_every=0", "bench.search_samples=100", "bench.search_iterations=2"]
+    spec = bench_spec.load_spec("consistency-family", tiny, seeds=1)
     assert [r.method for r in spec.run_list] == ["edm", "cd", "ict", "sct", "meanflow"]
     planned = bench_runner.plan(spec, tmp_path / "out", plugins.registries())
     assert {(p.config.train.steps, p.config.train.batch_size) for p in planned} == {(20, spec.batch_size)}

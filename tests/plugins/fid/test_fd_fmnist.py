@@ -69,7 +69,7 @@ def test_fd_fmnist_refuses_data_it_cannot_score(registries, tiny_config):
 def test_the_fmnist_bench_runs_end_to_end_at_a_tiny_budget(tmp_path):
     from genkit.cli.main import build_app
 
-    args = ["bench", "cd-vs-ict", "--preset", "fmnist", "--set", "steps=2", "--set", "eval_samples=20", "--out", str(tmp_path / "bench")]
+    args = ["bench", "cd-vs-ict", "--preset", "fmnist", "--set", "steps=2", "--set", "eval_samples=20", "--set", "search_samples=20", "--set", "search_iterations=1", "--out", str(tmp_path / "bench")]
     result = CliRunner().invoke(build_app(), args)
     assert result.exit_code == 0, result.output
     report = (tmp_path / "bench" / "report.md").read_text()
