@@ -79,13 +79,22 @@ def save_pngs(samples: torch.Tensor, folder: Path, seeds) -> Path:
     return folder
 
 
+def stage_boundaries(records: list[dict]) -> list[int]:
+    """Steps at which the discretization changed (``num_levels``, N(k), differs from the log line
+    before): a consistency loss jumps there by construction, not because the model learned."""
+    levels = [(r["step"], r["num_levels"]) for r in records if isinstance(r.get("num_levels"), (int, float)) and "loss" in r]
+    return [step for (_, before), (step, now) in zip(levels, levels[1:]) if now != before]
+
+
 def save_training_curves(records: list[dict], path: Path, title: str = "") -> Path:
     """The training loss (log scale) and each evaluation metric against the training step, one
-    panel each, from metrics.jsonl records; missing (null) values are left out."""
+    panel each, from metrics.jsonl records; missing (null) values are left out. Dotted lines mark
+    where the curriculum changed N(k); log axes are labelled with plain numbers."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, ScalarFormatter
 
     losses = [(r["step"], r["loss"]) for r in records if isinstance(r.get("loss"), (int, float))]
     metrics = list(dict.fromkeys(name for r in records for name in r.get("eval", {})))
@@ -94,12 +103,20 @@ def save_training_curves(records: list[dict], path: Path, title: str = "") -> Pa
         for metric in metrics
     ]
     panels = [(name, points) for name, points in panels if points]
+    boundaries = stage_boundaries(records)
     figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), dpi=110, squeeze=False)
     for axis, (name, points) in zip(axes[0], panels):
         steps, values = zip(*points)
         axis.plot(steps, values, marker="o" if len(points) < 30 else None, markersize=3)
         if min(values) > 0 and (name == "training loss" or max(values) / min(values) > 10):
             axis.set_yscale("log")  # losses (and often distances) fall by orders of magnitude
+            axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.yaxis.set_major_formatter(ScalarFormatter())  # 0.02, not 2 x 10^-2
+            axis.yaxis.set_minor_formatter(plt.NullFormatter())
+        for k, step in enumerate(boundaries):
+            axis.axvline(step, linestyle=":", color="grey", alpha=0.7, label="N(k) changes" if k == 0 else None)
+        if boundaries:
+            axis.legend(fontsize=7, loc="upper right")
         axis.set_xlabel("training step")
         axis.set_ylabel(name)
         axis.grid(alpha=0.3)

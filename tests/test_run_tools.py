@@ -143,3 +143,13 @@ def test_snapshots_are_copied_where_hard_links_fail_and_off_by_default(registrie
     assert not off.snapshots_path.exists()
     with pytest.raises(GenkitError, match="train.keep_snapshots must not be negative"):
         snapshot_config(registries, 10, keep=-1)
+
+
+def test_curves_mark_where_the_curriculum_changed_the_discretization(trained):
+    from genkit.pictures import stage_boundaries
+
+    records = [{"step": 5, "loss": 1.0, "num_levels": 11}, {"step": 10, "loss": 0.9, "num_levels": 11},
+               {"step": 10, "eval": {"swd": 0.1}}, {"step": 15, "loss": 1.2, "num_levels": 21}, {"step": 20, "loss": 1.1, "num_levels": 41}]
+    assert stage_boundaries(records) == [15, 20]
+    assert stage_boundaries([{"step": 5, "loss": 1.0}]) == []  # EDM logs no N(k)
+    assert stage_boundaries(list(trained.metrics())) == [10, 15]  # iCT doubling N(k) over 20 steps, capped by step 15
