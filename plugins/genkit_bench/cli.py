@@ -250,5 +250,7 @@ def _print_plan(command: str, spec: bench_spec.BenchSpec, out: Path, planned: li
             f"without --dry-run this preset stops with an error naming them.",
             highlight=False,
         )
+    elif problem := plan.data_problem(planned, plugins.registries()):
+        console.print(f"[yellow]not runnable here yet:[/] every component is installed, but the data is not: {problem}", highlight=False)
     else:
-        console.print("[green]every component is installed: the plan is runnable.[/]")
+        console.print("[green]every component is installed and the data is readable: the plan is runnable.[/]")

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from genkit import config as configuration
+from genkit.components import BuildContext
 from genkit.errors import GenkitError
 
 from genkit_bench.spec import BenchSpec, Missing, RunSpec, missing_components, run_layers, validate_partially
@@ -119,3 +122,19 @@ def cost_estimate(spec: BenchSpec) -> str:
 
 def _seconds(value: float) -> str:
     return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
+
+
+def data_problem(planned: list[PlannedRun], registries) -> str:
+    """Why the runs' data cannot be read here ('' when it can): the dataset is built, not the
+    networks, so a dry run of a large preset stays quick and still names a dataset not on disk."""
+    item = next((p for p in planned if p.config is not None), None)
+    if item is None:
+        return ""
+    config = item.config
+    ctx = BuildContext(registries=registries, noise=config.noise, sample=config.sample, total_steps=config.train.steps,
+                       network=config.network, device=torch.device("cpu"))
+    try:
+        registries.datasets.build(config.data, ctx)
+    except GenkitError as error:
+        return str(error)
+    return ""

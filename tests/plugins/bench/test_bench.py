@@ -493,3 +493,11 @@ def test_fmnist_presets_scale_cts_target_ema_to_the_budget(preset, tmp_path):
     planned = bench_runner.plan(bench_spec.load_spec(preset), tmp_path, plugins.registries())
     ct = next(p for p in planned if p.run.name == "ct")
     assert ct.config.methods["ct"].mu0 == 0.0
+
+
+def test_a_dry_run_says_not_runnable_when_the_data_is_not_on_disk(tmp_path):
+    result = invoke("bench", "run", "--preset", "cifar10", "--dry-run", "--set", f"overrides.data.root='{tmp_path}'")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "not runnable here yet: every component is installed, but the data is not: CIFAR-10 not found" in text
+    assert "the plan is runnable" not in text
