@@ -44,6 +44,9 @@ def levels_sentence(evaluation: dict[str, Any], spec: dict[str, Any]) -> str:
     """Which intermediate noise levels multistep sampling used (k steps: the first k - 1)."""
     levels = evaluation.get("levels") or [evaluation["two_step_sigma"]]
     most = max(spec.get("sampling_steps") or [2])
+    if evaluation.get("level_search"):
+        return ("Multistep sampling uses each consistency model's own searched levels (below); a run the search leaves "
+                f"out uses {', '.join(format_number(t) for t in levels[: max(most - 1, 1)])}.")
     if most <= 2:
         return f"2-step sampling uses the intermediate noise level {format_number(levels[0])}."
     shown = ", ".join(format_number(t) for t in levels[: most - 1])
