@@ -397,7 +397,7 @@ def check_same_function(saved: dict[str, Any] | None, current: Config, what: str
         return
     found = differences(upgraded(saved), current.to_dict())
     if resuming:
-        found = [key for key in found if not _under(key, RESUMABLE_CHANGES) and not _other_method(key, current.method)]
+        found = [key for key in found if _changes_trained_function(key, current.method)]
     else:
         found = [key for key in found if _under(key, SAMPLED_FUNCTION)]
     if found:
@@ -416,7 +416,7 @@ def changed_for_resume(saved: Config, changes: list[tuple[dict[str, Any], str]],
         layers.add(values, source)
     changed = resolve(layers, registries)
     for key in differences(saved.to_dict(), changed.to_dict()):
-        if not _under(key, RESUMABLE_CHANGES) and not _other_method(key, saved.method):
+        if _changes_trained_function(key, saved.method):
             raise GenkitError(
                 f"{layers.source_of(key)}: {key} changes the function the run trains, so a resumed run keeps it (a resumed run "
                 f"may change only {', '.join(RESUMABLE_CHANGES)}); start a new run with --config {folder}/config.toml to change it"
@@ -424,9 +424,11 @@ def changed_for_resume(saved: Config, changes: list[tuple[dict[str, Any], str]],
     return changed
 
 
-def _other_method(dotted: str, method: str) -> bool:
-    """Options of methods the run does not train (a preset may carry them) do not matter."""
-    return dotted.startswith("methods.") and not dotted.startswith(f"methods.{method}.") and dotted != f"methods.{method}"
+def _changes_trained_function(dotted: str, method: str) -> bool:
+    """What a resumed run may not change: a key outside RESUMABLE_CHANGES, unless it is an option
+    of a method the run does not train (a preset may carry them)."""
+    other_method = dotted.startswith("methods.") and not _under(dotted, (f"methods.{method}",))
+    return not _under(dotted, RESUMABLE_CHANGES) and not other_method
 
 
 def config_layers(
