@@ -24,9 +24,8 @@ from genkit import config as configuration
 from genkit import files
 from genkit.build import DataFacts, build, pick_device
 from genkit.errors import GenkitError
-from genkit.trained import TrainedModel
+from genkit.trained import TrainedModel, read_saved_run
 from genkit.training import checkpoint
-from genkit.training.run import RunFolder
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -47,14 +46,10 @@ def export_run(
     run, so the dataset need not be present."""
     if file_format not in FORMATS:
         raise GenkitError(f"unknown export format '{file_format}'; known: {', '.join(FORMATS)}")
-    folder = RunFolder(run)
-    resolved = folder.read_config(registries, lenient=configuration.TRAINING_ONLY | {"evaluators"})
-    state = checkpoint.load(folder.checkpoint_path)
-    configuration.check_same_function(state.get("config"), resolved, f"checkpoint {folder.checkpoint_path}", resuming=False)
-    rates = resolved.train.evaluation_ema_rates
-    rate = rates[0] if ema is None else float(ema)
-    weights = ema_weights({"ema": checkpoint.ema_weights(state, ema, rates, folder.checkpoint_path)}, folder.checkpoint_path)
-    default = EXPORT_FILE if rate == rates[0] else EXPORT_FILE.with_name(f"model-ema{rate!r}.safetensors")
+    saved = read_saved_run(run, registries, ema)
+    folder, resolved, state, rate = saved.folder, saved.config, saved.state, saved.ema_rate
+    weights = ema_weights({"ema": saved.ema_state}, folder.checkpoint_path)
+    default = EXPORT_FILE if rate == resolved.train.evaluation_ema_rates[0] else EXPORT_FILE.with_name(f"model-ema{rate!r}.safetensors")
     metadata = {
         "format": "pt",  # the safetensors convention for torch tensors (transformers checks it)
         "genkit_version": genkit.__version__,
