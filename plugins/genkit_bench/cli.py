@@ -148,6 +148,8 @@ def _run_preset(command: str, preset: str, seeds: int | None, out: Path | None, 
     curves = write.write_outputs(results, out)
     report.print_table(console, results)
     console.print(f"[bold]verdict:[/] {results['verdict']['sentence']}", highlight=False)
+    if results["verdict"]["over_training"]:
+        console.print(results["verdict"]["over_training"], highlight=False)
     console.print(
         f"wrote [cyan]{out / 'results.json'}[/], [cyan]{out / 'report.md'}[/]"
         + (f", [cyan]{curves}[/]" if curves else "")

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from genkit import files
 from genkit.pictures import save_figure
-from genkit_bench.stats import direction_words, format_count, format_number, format_summary, summarize
+from genkit_bench.stats import direction_words, format_count, format_number, format_summary, leaders, ordering_phrase, summarize
 
 FLOOR_LABEL = "data (floor)"
 UNWRAPPED = 1000  # columns a table printed to a file may take: every cell on one line
@@ -40,13 +40,28 @@ def _sampling_words(role: str, scored: dict[str, Any]) -> str:
     return "1 step" if scored["steps"] == 1 else f"{scored['steps']} steps"
 
 
+def levels_cell(row: dict[str, Any]) -> str:
+    """The intermediate levels a row sampled with: '-' without any; searched levels per seed
+    (the Levels paragraph lists them when seeds differ); '(fixed)' marks the extra row at the
+    preset's fixed levels beside the searched ones."""
+    per_seed = [tuple(levels) for levels in row.get("levels", [])]
+    if not any(per_seed):
+        return "-"
+    shown = ", ".join(format_number(t) for t in per_seed[0])
+    if row.get("levels_from") == "searched":
+        return f"{shown} (searched)" if len(set(per_seed)) == 1 else "searched, per seed"
+    return shown if row.get("primary", True) else f"{shown} (fixed)"
+
+
 def levels_sentence(evaluation: dict[str, Any], spec: dict[str, Any]) -> str:
     """Which intermediate noise levels multistep sampling used (k steps: the first k - 1)."""
     levels = evaluation.get("levels") or [evaluation["two_step_sigma"]]
     most = max(spec.get("sampling_steps") or [2])
     if evaluation.get("level_search"):
-        return ("Multistep sampling uses each consistency model's own searched levels (below); a run the search leaves "
-                f"out uses {', '.join(format_number(t) for t in levels[: max(most - 1, 1)])}.")
+        fixed = ", ".join(format_number(t) for t in levels[: max(most - 1, 1)])
+        return ("Multistep sampling uses each consistency model's own searched levels (the `levels` column, and below); "
+                f"the rows marked `(fixed)` score the same models again at the preset's fixed levels {fixed} "
+                "(with the default, iCT's CIFAR-10 2-step level), as a run the search leaves out uses them.")
     if most <= 2:
         return f"2-step sampling uses the intermediate noise level {format_number(levels[0])}."
     shown = ", ".join(format_number(t) for t in levels[: most - 1])
@@ -70,7 +85,7 @@ def arrow(results: dict[str, Any], name: str) -> str:
 
 def table_columns(results: dict[str, Any]) -> list[str]:
     return (
-        ["method", "steps (NFE)"]
+        ["method", "steps (NFE)", "levels"]
         + [f"{name} {arrow(results, name)}" for name in metric_names(results)]
         + ["train s", "train s\nincl. teacher", "train NFE", "train NFE\nincl. teacher"]
     )
@@ -82,7 +97,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
     for row in results["rows"]:
         has_teacher = row["train_nfe_with_teacher"]["values"] != row["train_nfe"]["values"]
         rows.append(
-            [row["label"] + ROLE_NOTES[row["role"]], sampling_cell(row)]
+            [row["label"] + ROLE_NOTES[row["role"]], sampling_cell(row), levels_cell(row)]
             + [_summary(row["metrics"][name]) for name in metric_names(results)]
             + [
                 _summary(row["train_time_s"]),
@@ -93,7 +108,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
         )
     floor = results["floor"]
     if floor:  # a bench without the data-vs-data floor (bench.floor = false) has no such row
-        rows.append([FLOOR_LABEL, "-"] + [format_number(floor.get(name)) for name in metric_names(results)] + ["-"] * 4)
+        rows.append([FLOOR_LABEL, "-", "-"] + [format_number(floor.get(name)) for name in metric_names(results)] + ["-"] * 4)
     return rows
 
 
@@ -116,8 +131,8 @@ def rich_table(results: dict[str, Any], width: int | None = None) -> Table:
     )
     keep_lines = width is None or natural_width(results) <= width
     for index, column in enumerate(table_columns(results)):
-        no_wrap = width is None or (keep_lines and index >= 2)
-        table.add_column(column, justify="left" if index < 2 else "right", no_wrap=no_wrap, overflow="fold")
+        no_wrap = width is None or (keep_lines and index >= 3)
+        table.add_column(column, justify="left" if index < 3 else "right", no_wrap=no_wrap, overflow="fold")
     for cells in table_rows(results):
         table.add_row(*cells, style="dim" if cells[0] == FLOOR_LABEL else None)
     return table
@@ -137,7 +152,7 @@ def print_table(console, results: dict[str, Any]) -> None:
 
 def markdown_table(results: dict[str, Any]) -> str:
     columns = [c.replace("\n", " ") for c in table_columns(results)]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(columns) - 2)) + "|"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(columns) - 3)) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(results)]
     return "\n".join(lines)
 
@@ -179,9 +194,29 @@ def curve_lines(results: dict[str, Any], metric: str) -> list[dict[str, Any]]:
                 "seconds": seconds,
                 "teacher_s": teacher_s,
                 "values": [_mean([r["curve"][i]["eval"][metric] for r in mine]) for i in range(length)],
+                "spreads": [summarize([r["curve"][i]["eval"][metric] for r in mine]).spread for i in range(length)],
             }
         )
     return lines
+
+
+def ordering_over_training(results: dict[str, Any]) -> str:
+    """Whether the verdict's two runs keep their order at every curve point, by training step and
+    by training seconds (a student's including its teacher's), on the verdict's metric ('' without
+    curves for both)."""
+    spec, metric = results["spec"], results["evaluation"]["metric"]
+    labels = [(spec["runs"].get(name) or {}).get("label") or name for name in spec["compare"]]
+    lines = {line["label"]: line for line in curve_lines(results, metric)}
+    if not all(label in lines for label in labels):
+        return ""
+    a, b = (lines[label] for label in labels)
+    higher = higher_is_better(results, metric)
+    by_steps = ordering_phrase(leaders((a["steps"], a["values"]), (b["steps"], b["values"]), higher), *labels, "step")
+    sentence = f"During training ({metric} of 1-step samples at each curve point, mean over seeds): by training step, {by_steps}"
+    if a["seconds"] and b["seconds"]:
+        by_seconds = ordering_phrase(leaders((a["seconds"], a["values"]), (b["seconds"], b["values"]), higher), *labels, "second")
+        sentence += f"; at equal training seconds (a student's including its teacher's, linear between points), {by_seconds}"
+    return sentence + "."
 
 
 def plot_curves(results: dict[str, Any], out: Path) -> Path | None:
@@ -207,7 +242,11 @@ def plot_curves(results: dict[str, Any], out: Path) -> Path | None:
                 if x is None:
                     continue
                 name = line["name"] + (f", + teacher's {format_number(line['teacher_s'])} s" if row == 1 and line["teacher_s"] else "")
-                axis.plot(x, line["values"], marker="o", markersize=3, label=name, linestyle="--" if line["role"] != "contender" else "-")
+                drawn = axis.plot(x, line["values"], marker="o", markersize=3, label=name, linestyle="--" if line["role"] != "contender" else "-")
+                if all(spread is not None for spread in line["spreads"]):  # the band: mean ± std over seeds
+                    low = [max(v - d, 1e-12) if not higher else v - d for v, d in zip(line["values"], line["spreads"])]
+                    high = [v + d for v, d in zip(line["values"], line["spreads"])]
+                    axis.fill_between(x, low, high, color=drawn[0].get_color(), alpha=0.18, linewidth=0)
             if metric in floor:
                 axis.axhline(floor[metric], color="0.5", linestyle=":", label=f"data vs data ({results['spec']['curve_samples']} points)")
             if not higher:  # distances span decades; shares (precision, recall) lie in [0, 1]
@@ -218,7 +257,8 @@ def plot_curves(results: dict[str, Any], out: Path) -> Path | None:
             axis.legend(fontsize=7)
     figure.suptitle(
         f"cd-vs-ict, {results['preset']}: metric during training against steps and against seconds, "
-        f"{results['spec']['curve_samples']} samples, mean over {len(results['seeds'])} seed(s)",
+        f"{results['spec']['curve_samples']} samples, mean over {len(results['seeds'])} seed(s)"
+        + (" (bands: ± one standard deviation)" if len(results["seeds"]) > 1 else ""),
         fontsize=9,
     )
     figure.tight_layout()
@@ -247,7 +287,8 @@ def teacher_cost_sentence(spec: dict[str, Any]) -> str:
 def write_report(results: dict[str, Any], out: Path, curves: Path | None) -> Path:
     spec, budget, evaluation = results["spec"], results["budget"], results["evaluation"]
     seeds = results["seeds"]
-    lines = [f"# {report_title(results)}", "", f"**Verdict.** {results['verdict']['sentence']}", ""]
+    over_training = results["verdict"].get("over_training")
+    lines = [f"# {report_title(results)}", "", f"**Verdict.** {results['verdict']['sentence']}" + (f" {over_training}" if over_training else ""), ""]
     changed = budget_change(results)
     if changed:
         lines += [f"**Budget changed from the preset's.** {changed}", ""]

@@ -118,21 +118,24 @@ def score_run(spec: BenchSpec, item: PlannedRun, trained: TrainedModel, evaluato
         return cached["scores"] if main else None
     reference = reference_data(dataset, spec.eval_samples) if main else None
     scores = []
-    for steps in steps_list:
+    for steps, levels, primary in scored_settings(spec, item, method, steps_list, search):
         samples = draw_samples(
             method, trained.model, spec.eval_samples, steps, seed=item.seed, batch_size=item.config.sample.batch_size,
-            levels=levels_for(spec, item, steps, search) if method.takes_levels else None, dist=dist,  # sCT, MeanFlow: their own samplers
+            levels=levels, dist=dist,
         )
         if not main:
             continue
         nfe = method.sampling_evaluations(steps)
-        picture = Path("pictures") / f"{item.run.name}-seed{item.seed}-{nfe}nfe.png"
-        title = f"{item.run.label}, {_sampling_phrase(item.run.role, steps, nfe)}, seed {item.seed}, step {trained.step}"
+        picture = Path("pictures") / f"{item.run.name}-seed{item.seed}-{nfe}nfe{'' if primary else '-fixed'}.png"
+        title = f"{item.run.label}, {_sampling_phrase(item.run.role, steps, nfe, levels, primary)}, seed {item.seed}, step {trained.step}"
         shown = samples[:2000] if samples.ndim == 2 else samples[: item.config.sample.grid_size]  # points, or a grid of images
         save_samples_picture(shown, out / picture, title, reference=reference[:2000] if samples.ndim == 2 else None)
         scored = score_against_data(samples, dataset, evaluators, reference=reference)
-        levels = levels_for(spec, item, steps, search) if method.takes_levels else None
-        scores.append({"steps": steps, "nfe": nfe, "scores": scored, "picture": str(picture), "levels": levels or []})
+        scores.append({
+            "steps": steps, "nfe": nfe, "scores": scored, "picture": str(picture), "levels": levels or [],
+            "levels_from": ("searched" if search and primary else "fixed") if levels else None,
+            "primary": primary,  # False: the extra row at the preset's fixed levels beside the searched ones
+        })
     if not main:
         return None
     write_bench_file(cache, {"settings": settings, "scores": scores, "level_search": search})
@@ -162,7 +165,23 @@ def _eval_settings(spec: BenchSpec, item: PlannedRun, step: int, steps_list: lis
         settings["levels"] = levels[: max(steps_list) - 1]
     if search:
         settings["level_search"] = {key: search[key] for key in ("metric", "samples", "iterations", "sample_seed", "reference_seed")}
+        settings["fixed_levels"] = spec.run_levels(item.run)  # scored again at these, beside the searched ones
     return settings
+
+
+def scored_settings(spec: BenchSpec, item: PlannedRun, method, steps_list: list[int], search: dict | None):
+    """(steps, levels, primary) for every score of a run: each of its sampling steps with its
+    levels (searched, else the run's or the bench's; None: the teacher, one step, or a method with
+    its own sampler), then, when its levels were searched, the k-step settings the bench's fixed
+    levels cover (the paper's level) again at those levels, as extra rows (primary False)."""
+    takes = method.takes_levels
+    fixed = spec.run_levels(item.run) if search and takes else []
+    found = []
+    for steps in steps_list:
+        found.append((steps, levels_for(spec, item, steps, search) if takes else None, True))
+        if 2 <= steps <= len(fixed) + 1:
+            found.append((steps, fixed[: steps - 1], False))
+    return found
 
 
 def levels_for(spec: BenchSpec, item: PlannedRun, steps: int, search: dict | None = None) -> list[float] | None:
@@ -173,10 +192,13 @@ def levels_for(spec: BenchSpec, item: PlannedRun, steps: int, search: dict | Non
     return (search["levels"] if search else spec.run_levels(item.run))[: steps - 1]
 
 
-def _sampling_phrase(role: str, steps: int, nfe: int) -> str:
+def _sampling_phrase(role: str, steps: int, nfe: int, levels: list[float] | None = None, primary: bool = True) -> str:
     if role == "teacher":
         return f"Heun, {steps} levels ({nfe} NFE)"
-    return f"{steps} step" if steps == 1 else f"{steps} steps"
+    if steps == 1:
+        return "1 step"
+    at = f" at {', '.join(f'{t:.3g}' for t in levels)}" if levels else ""
+    return f"{steps} steps{at}" + ("" if primary else " (fixed)")
 
 
 def level_search_of(item: PlannedRun) -> dict[str, Any] | None:

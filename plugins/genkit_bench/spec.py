@@ -138,7 +138,7 @@ class BenchSpec:
                     raise ValueError(f"runs.{run.name}: its teacher '{run.teacher}' must come before it in runs")
                 if self.runs[run.teacher].role != "teacher":
                     raise ValueError(f"runs.{run.name}.teacher: run '{run.teacher}' must have role = \"teacher\"")
-            if run.role != "teacher":  # the teacher samples with Heun
+            if run.role != "teacher" and not self.searches_levels(run):  # the teacher samples with Heun; the search finds its own
                 _check_enough_levels(self, run)
 
     def run(self, name: str) -> RunSpec:

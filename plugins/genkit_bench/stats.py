@@ -152,3 +152,56 @@ def verdict_sentence(comparisons: Sequence[Comparison], metric: str, num_seeds: 
     clauses = [_clause(c, num_seeds) for c in comparisons]
     sentence = "; ".join(clauses)
     return f"On {metric} ({direction_words(comparisons[0].higher_is_better)}), {sentence}."
+
+
+# ----------------------------------------------------------------------------- over training
+
+
+def interpolate(xs: Sequence[float], ys: Sequence[float], x: float) -> float | None:
+    """y at x on the polyline (xs ascending); None outside [xs[0], xs[-1]]."""
+    for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return ys[0] if len(xs) == 1 and x == xs[0] else None
+
+
+def leaders(a: tuple[Sequence[float], Sequence[float]], b: tuple[Sequence[float], Sequence[float]], higher_is_better: bool = False):
+    """(x, 'a' | 'b' | None for a tie) at every x of either curve where both are defined (linear
+    between their points): who is ahead at equal budget, when the curves' points differ (seconds)."""
+    xs = sorted(set(a[0]) | set(b[0]))
+    found = []
+    for x in xs:
+        ya, yb = interpolate(*a, x), interpolate(*b, x)
+        if ya is None or yb is None:
+            continue
+        if same_when_printed(ya, yb):
+            found.append((x, None))
+        else:
+            found.append((x, "a" if (ya > yb) == higher_is_better else "b"))
+    return found
+
+
+def _span(xs: list[float], unit: str) -> str:
+    shown = [format_number(x) for x in (xs[0], xs[-1])]
+    return f"{unit} {shown[0]}" if len(xs) == 1 else f"{unit}s {shown[0]}-{shown[1]}"
+
+
+def ordering_phrase(points: list[tuple[float, str | None]], a: str, b: str, unit: str) -> str:
+    """'iCT ahead of CD at all 4 points (steps 40-160)' or, when it changes, each stretch in turn:
+    'CD ahead at steps 40-80, then iCT at steps 120-160'."""
+    if not points:
+        return f"the curves share no stretch of training {unit}s"
+    names = {"a": a, "b": b, None: "a tie"}
+    stretches: list[tuple[str | None, list[float]]] = []
+    for x, who in points:
+        if stretches and stretches[-1][0] == who:
+            stretches[-1][1].append(x)
+        else:
+            stretches.append((who, [x]))
+    if len(stretches) == 1:
+        who, xs = stretches[0]
+        lead = f"{names[who]} ahead of {b if who == 'a' else a}" if who else f"{a} and {b} tied"
+        count = f"all {len(xs)} points" if len(xs) > 1 else "the one point"
+        return f"{lead} at {count} ({_span(xs, unit)})"
+    parts = [f"{names[who]}{' ahead' if who else ''} at {_span(xs, unit)}" for who, xs in stretches]
+    return "the ordering changes: " + ", then ".join(parts)

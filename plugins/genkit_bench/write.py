@@ -178,6 +178,8 @@ def aggregate(spec: BenchSpec, results: list[RunResult]) -> list[dict[str, Any]]
                     "nfe": first["nfe"],
                     "seeds": [r.seed for r in mine],
                     "levels": [r.scores[index].get("levels", []) for r in mine],  # per seed: the intermediate levels used
+                    "levels_from": first.get("levels_from"),  # "searched", "fixed" or None (no levels)
+                    "primary": first.get("primary", True),  # False: the extra row at the fixed levels beside searched ones
                     "metrics": metrics,
                     "train_time_s": summarize([r.elapsed_s for r in mine]).to_dict(),
                     "train_time_with_teacher_s": summarize([r.elapsed_s + r.teacher_elapsed_s for r in mine]).to_dict(),
@@ -192,8 +194,8 @@ def comparisons(spec: BenchSpec, rows: list[dict[str, Any]], directions: dict[st
     a, b = spec.compare
     found = []
     for steps in spec.sampling_steps:
-        row_a = next((r for r in rows if r["run"] == a and r["steps"] == steps), None)
-        row_b = next((r for r in rows if r["run"] == b and r["steps"] == steps), None)
+        row_a = next((r for r in rows if r["run"] == a and r["steps"] == steps and r["primary"]), None)
+        row_b = next((r for r in rows if r["run"] == b and r["steps"] == steps and r["primary"]), None)
         if row_a is None or row_b is None:
             continue
         found.append(
@@ -217,7 +219,7 @@ def results_of(
     ``directions``: 'higher' or 'lower' (is better) per score key, as the evaluators declare."""
     rows = aggregate(spec, ordered)
     found = comparisons(spec, rows, directions)
-    return {
+    results = {
         "bench": "cd-vs-ict",
         "preset": spec.name,
         "preset_file": display_source(spec),
@@ -252,6 +254,8 @@ def results_of(
         "wall_time_this_invocation_s": elapsed,
         "training_time_s": sum(r.elapsed_s for r in ordered),
     }
+    results["verdict"]["over_training"] = report.ordering_over_training(results)  # '' without curves
+    return results
 
 
 def relative_paths(values: Any, out: Path) -> Any:

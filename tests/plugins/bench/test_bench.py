@@ -14,6 +14,7 @@ from genkit.cli.main import build_app
 from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder
 
+from genkit_bench import report as bench_report
 from genkit_bench import runner as bench_runner
 from genkit_bench import spec as bench_spec
 
@@ -103,9 +104,11 @@ def assert_close_to_printed_precision(shown, expected):
 
 
 def check_table_matches(results, lines_of_row):
+    """Each row of results.json found in the table by its method, steps and levels cells; the
+    numbers after them are its metrics and costs."""
     for row in results["rows"]:
         steps_cell = f"Heun {row['steps']} ({row['nfe']})" if row["role"] == "teacher" else f"{row['steps']} ({row['nfe']})"
-        cells = lines_of_row(row["label"], steps_cell)
+        cells = lines_of_row(row["label"], steps_cell, bench_report.levels_cell(row))
         assert_close_to_printed_precision(numbers_in(cells), expected_numbers(row))
 
 
@@ -128,13 +131,26 @@ def test_bench_end_to_end_writes_everything_and_the_table_equals_the_json(tiny_p
         for scored in run["scores"]:
             assert (out / scored["picture"]).is_file()
     pictures = sorted(p.name for p in (out / "pictures").iterdir())
-    assert pictures == ["cd-seed0-1nfe.png", "cd-seed0-2nfe.png", "ct-seed0-1nfe.png", "ct-seed0-2nfe.png",
-                        "edm-seed0-11nfe.png", "ict-seed0-1nfe.png", "ict-seed0-2nfe.png"]  # fmt: skip
+    assert pictures == ["cd-seed0-1nfe.png", "cd-seed0-2nfe-fixed.png", "cd-seed0-2nfe.png", "ct-seed0-1nfe.png",
+                        "ct-seed0-2nfe-fixed.png", "ct-seed0-2nfe.png", "edm-seed0-11nfe.png", "ict-seed0-1nfe.png",
+                        "ict-seed0-2nfe-fixed.png", "ict-seed0-2nfe.png"]  # fmt: skip
 
-    # every method: 1 and 2 steps; the teacher at its own NFE (Heun on 6 levels: 11 evaluations)
-    assert [(r["run"], r["steps"], r["nfe"]) for r in results["rows"]] == [
-        ("edm", 6, 11), ("cd", 1, 1), ("cd", 2, 2), ("ict", 1, 1), ("ict", 2, 2), ("ct", 1, 1), ("ct", 2, 2)
+    # every method: 1 and 2 steps at its searched level, then 2 steps again at the preset's fixed
+    # level (the paper's 0.821), a row of its own; the teacher at its own NFE (Heun on 6 levels: 11)
+    assert [(r["run"], r["steps"], r["nfe"], r["levels_from"], r["primary"]) for r in results["rows"]] == [
+        ("edm", 6, 11, None, True),
+        ("cd", 1, 1, None, True), ("cd", 2, 2, "searched", True), ("cd", 2, 2, "fixed", False),
+        ("ict", 1, 1, None, True), ("ict", 2, 2, "searched", True), ("ict", 2, 2, "fixed", False),
+        ("ct", 1, 1, None, True), ("ct", 2, 2, "searched", True), ("ct", 2, 2, "fixed", False),
     ]  # fmt: skip
+    fixed = [r for r in results["rows"] if not r["primary"]]
+    assert all(r["levels"] == [[0.821]] for r in fixed)
+    searched = {r["label"]: r["level_search"]["levels"] for r in results["runs"] if r["level_search"]}
+    assert all(r["levels"] == [searched[r["label"]]] for r in results["rows"] if r["levels_from"] == "searched")
+    # the verdict compares the searched rows, never the extra fixed-level ones
+    assert [(c["steps"], c["a_mean"]) for c in results["verdict"]["comparisons"]] == [
+        (r["steps"], r["metrics"]["swd"]["mean"]) for r in results["rows"] if r["run"] == "ict" and r["primary"]
+    ]
     # the budget is the same for all; CD's NFE with its teacher's = own + Heun passes + the teacher's training
     samples = 30 * 64
     nfe = {r["name"]: r for r in results["runs"]}
@@ -148,16 +164,17 @@ def test_bench_end_to_end_writes_everything_and_the_table_equals_the_json(tiny_p
     # the printed table and the report show exactly the numbers of results.json
     output_lines = result.output.splitlines()
 
-    def printed_row(label, steps_cell):
-        line = next(line for line in output_lines if re.match(rf"\s*{re.escape(label)}(\s+\(\w+\.?\))?\s+{re.escape(steps_cell)}\s", line))
-        return line.split(steps_cell, 1)[1].split("  ")
+    def printed_row(label, steps_cell, levels_cell):
+        pattern = rf"\s*{re.escape(label)}(\s+\(\w+\.?\))?\s+{re.escape(steps_cell)}\s+{re.escape(levels_cell)}\s"
+        line = next(line for line in output_lines if re.match(pattern, line))
+        return line.split(steps_cell, 1)[1].lstrip()[len(levels_cell):].split("  ")
 
     check_table_matches(results, printed_row)
     report = (out / "report.md").read_text()
 
-    def report_row(label, steps_cell):
-        line = next(line for line in report.splitlines() if line.startswith(f"| {label}") and f"| {steps_cell} |" in line)
-        return line.split("|")[3:]
+    def report_row(label, steps_cell, levels_cell):
+        line = next(line for line in report.splitlines() if line.startswith(f"| {label}") and f"| {steps_cell} | {levels_cell} |" in line)
+        return line.split("|")[4:]
 
     check_table_matches(results, report_row)
     floor_line = next(line for line in output_lines if "data (floor)" in line)
@@ -481,7 +498,7 @@ def test_fmnist_gpu_preset_is_one_budget_for_every_method_and_sized_to_eight_min
     assert {(p.config.train.steps, p.config.train.batch_size) for p in planned} == {(spec.steps, spec.batch_size)}
     assert all(spec.curve_every % p.config.train.log_every == 0 for p in planned)  # curve seconds read at logged steps
     training = spec.seeds * spec.steps * sum(spec.seconds_per_step[r.name] for r in spec.run_list)
-    assert training + spec.seeds * 70 <= 8 * 60  # the preset's sum: training plus ~70 s per seed of the rest
+    assert training + spec.seeds * (86 + 15) <= 8 * 60  # the preset's sum: training plus sampling and startup per seed
     from genkit_bench.plan import cost_estimate
 
     assert f"{training:.0f} s of training for 3 seeds" in cost_estimate(spec)
@@ -501,3 +518,31 @@ def test_a_dry_run_says_not_runnable_when_the_data_is_not_on_disk(tmp_path):
     text = " ".join(result.output.split())
     assert "not runnable here yet: every component is installed, but the data is not: CIFAR-10 not found" in text
     assert "the plan is runnable" not in text
+
+
+@pytest.mark.slow
+def test_the_gpu_preset_end_to_end_at_a_tiny_scale_has_searched_levels_curves_spread_and_arrows(tmp_path):
+    """fmnist-gpu as it is (runs, metrics, level search, 3 steps, curves, 3 seeds cut to 2), only
+    smaller: a few steps of a narrow network at batch 4, few samples."""
+    out = tmp_path / "out"
+    sets = [
+        "steps=4", "batch_size=4", "seeds=2", "eval_samples=40", "curve_every=2", "curve_samples=20",
+        "search_samples=20", "search_iterations=1", "overrides.network.channels=8", "overrides.sample.batch_size=40",
+        "overrides.sample.heun_levels=3", "overrides.train.log_every=2", "overrides.train.checkpoint_every=2",
+    ]  # fmt: skip
+    result = invoke("bench", "run", "--preset", "fmnist-gpu", "--out", out, *[a for s in sets for a in ("--set", s)])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    report = (out / "report.md").read_text()
+    consistency = [r for r in results["rows"] if r["role"] != "teacher"]
+    # 1, 2 and 3 steps at each model's searched levels (2 per seed at 3 steps), and 2 steps at 0.821 apart
+    assert {(r["steps"], r["levels_from"]) for r in consistency} == {(1, None), (2, "searched"), (3, "searched"), (2, "fixed")}
+    assert all(len(levels) == 2 for r in consistency if r["steps"] == 3 for levels in r["levels"])
+    assert "**Levels.** Each consistency model samples with its own intermediate levels (per seed" in report
+    # spread over the two seeds in the table, and a band of it in the curves
+    assert all(r["metrics"]["fd_fmnist"]["spread"] is not None for r in results["rows"])
+    assert (out / "curves.png").is_file() and "During training (fd_fmnist of 1-step samples" in results["verdict"]["over_training"]
+    assert results["verdict"]["over_training"] in report
+    # arrows from the evaluators' directions: the distance down, precision and recall up
+    assert "fd_fmnist ↓" in report and "pr_fmnist/precision ↑" in report and "pr_fmnist/recall ↑" in report
+    assert report.startswith("# genkit bench fmnist-gpu: Fashion-MNIST 32x32 (fd_fmnist), the GPU preset, 4 steps x batch 4, 2 seeds, on ")

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from genkit_bench.stats import Comparison, format_number, format_summary, summarize, verdict_sentence
+from genkit_bench.stats import Comparison, format_number, format_summary, summarize, verdict_sentence, interpolate, leaders, ordering_phrase
 
 
 def test_summarize_gives_mean_and_sample_standard_deviation():
@@ -85,3 +85,29 @@ def test_higher_is_better_metrics_pick_the_larger_mean():
     sentence = verdict_sentence([c], "pr_fmnist/precision", 1)
     assert sentence.startswith("On pr_fmnist/precision (higher is better), at 1 step iCT beats CD (0.63 vs 0.47)")
     assert comparison(1, [0.63], [0.47]).winner == "CD"  # the same numbers, lower is better
+
+
+# ----------------------------------------------------------------------------- over training
+
+
+def test_interpolate_is_linear_between_points_and_undefined_outside():
+    assert interpolate([0, 10], [1.0, 3.0], 5) == 2.0 and interpolate([0, 10], [1.0, 3.0], 10) == 3.0
+    assert interpolate([0, 10], [1.0, 3.0], 11) is None and interpolate([5], [2.0], 5) == 2.0
+
+
+def test_leaders_compare_at_equal_budget_even_when_the_points_differ():
+    # a scored at 10, 20, 30; b at 15, 25: compared where both are defined, b interpolated at a's points
+    a = ([10, 20, 30], [5.0, 3.0, 1.0])
+    b = ([15, 25], [2.0, 2.5])
+    assert leaders(a, b) == [(15, "b"), (20, "b"), (25, "a")]  # at 15 a is 4.0, at 25 a is 2.0 vs 2.5
+    assert leaders(a, b, higher_is_better=True) == [(15, "a"), (20, "a"), (25, "b")]
+    assert leaders(([1, 2], [1.0, 1.00001]), ([1, 2], [1.0, 1.0])) == [(1, None), (2, None)]  # equal when printed
+
+
+def test_ordering_phrase_says_whether_the_order_holds_or_where_it_changes():
+    steady = ordering_phrase([(40, "a"), (80, "a"), (120, "a")], "iCT", "CD", "step")
+    assert steady == "iCT ahead of CD at all 3 points (steps 40-120)"
+    flipped = ordering_phrase([(40, "b"), (80, "b"), (120, "a"), (160, "a")], "iCT", "CD", "step")
+    assert flipped == "the ordering changes: CD ahead at steps 40-80, then iCT ahead at steps 120-160"
+    assert ordering_phrase([(40, None)], "iCT", "CD", "step") == "iCT and CD tied at the one point (step 40)"
+    assert ordering_phrase([], "iCT", "CD", "second") == "the curves share no stretch of training seconds"
