@@ -17,6 +17,11 @@ The network is genkit's raw network F called ``net(x_t / sigma_d, t)``: its time
 (the paper's identity time conditioning), not EDM's ln(sigma) / 4, so a small Fourier scale suits
 it (the paper's 0.02 of iCT, the toy preset's). ``sample`` starts at t = pi/2 from the unit noise
 of the PerSampleNoise it is given; the consistency sampler's sigma levels (``--levels``) do not apply.
+
+The paper's stability change to the network, adaptive double normalisation (section 4.1: blocks
+modulated by norm(h) pnorm(s) + pnorm(b), the time embedding's scale and shift pixel-normalised,
+where ADM has norm(h) (1 + s) + b), is the U-Nets' option ``network.double_normalisation = true``,
+off by default; DDPM++/NCSN++ blocks, which otherwise add a shift only, gain a scale with it.
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ class ADM(ConditionalUNet):
             init=torch_default,
             zero_init=zeros,
             attention_init=torch_default,
+            double_normalisation=options.double_normalisation,
         )
         stem_channels = options.channels * options.channel_multipliers[0]
         self.unet = UNetBackbone(self.image_channels, self.resolution, options, style, stem_channels=stem_channels)

@@ -53,6 +53,12 @@ def largest_divisor(n: int, limit: int) -> int:
     return next(d for d in range(max(1, min(n, limit)), 0, -1) if n % d == 0)
 
 
+def pixel_norm(v: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """v / sqrt(mean of v^2 over channels (dim 1) + eps), per sample and position (Karras et al.
+    2018's pixel normalisation, with its eps)."""
+    return v * torch.rsqrt(v.square().mean(dim=1, keepdim=True) + eps)
+
+
 def group_norm(channels: int, eps: float) -> nn.GroupNorm:
     """32 groups of at least 4 channels where the channel count allows (fewer groups otherwise)."""
     return nn.GroupNorm(largest_divisor(channels, min(32, channels // 4)), channels, eps=eps)
@@ -133,6 +139,7 @@ class BlockStyle:
     init: Init
     zero_init: Init  # of the last layer of each residual branch, so every block starts near identity
     attention_init: Init
+    double_normalisation: bool = False  # scale and shift pixel-normalised (sCT); shift-only blocks gain a scale
 
     def heads(self, channels: int) -> int:
         if self.channels_per_head is None:
@@ -163,16 +170,22 @@ class SelfAttention(nn.Module):
 
 class ResidualBlock(nn.Module):
     """BigGAN-style residual block: norm, SiLU, (resample), conv, embedding modulation, norm,
-    SiLU, dropout, conv; plus a skip path, then optional self-attention."""
+    SiLU, dropout, conv; plus a skip path, then optional self-attention.
+
+    The modulation: a shift added before the norm; with ``adaptive_scale`` norm(h) (1 + s) + b
+    (ADM's adaptive group norm); with ``double_normalisation`` norm(h) pnorm(s) + pnorm(b), s and b
+    pixel-normalised over channels (Lu & Song 2025, section 4.1: a modulation of fixed size, which
+    removed the instability of continuous-time consistency training)."""
 
     def __init__(self, inputs: int, outputs: int, style: BlockStyle, resample: Optional[str], attention: bool):
         super().__init__()
         self.skip_scale = style.skip_scale
-        self.adaptive_scale = style.adaptive_scale
+        self.double_normalisation = style.double_normalisation
+        self.adaptive_scale = style.adaptive_scale or style.double_normalisation
         self.resample = Resample(resample, style.resample_filter) if resample else nn.Identity()
         self.norm0 = group_norm(inputs, style.eps)
         self.conv0 = conv(inputs, outputs, 3, style.init)
-        self.modulation = linear(style.embedding_channels, outputs * (2 if style.adaptive_scale else 1), style.init)
+        self.modulation = linear(style.embedding_channels, outputs * (2 if self.adaptive_scale else 1), style.init)
         self.norm1 = group_norm(outputs, style.eps)
         self.dropout = nn.Dropout(style.dropout)
         self.conv1 = conv(outputs, outputs, 3, style.zero_init)
@@ -183,13 +196,17 @@ class ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         h = self.conv0(self.resample(silu(self.norm0(x))))
         modulation = self.modulation(embedding)[:, :, None, None]
-        if self.adaptive_scale:
-            scale, shift = modulation.chunk(2, dim=1)
-            h = silu(torch.addcmul(shift, self.norm1(h), scale + 1))
-        else:
-            h = silu(self.norm1(h + modulation))
+        h = silu(self.modulate(h, modulation))
         h = self.conv1(self.dropout(h))
         x = (h + self.skip(self.resample(x))) * self.skip_scale
         if self.attention is not None:
             x = (x + self.attention(x)) * self.skip_scale
         return x
+
+    def modulate(self, h: torch.Tensor, modulation: torch.Tensor) -> torch.Tensor:
+        if not self.adaptive_scale:
+            return self.norm1(h + modulation)
+        scale, shift = modulation.chunk(2, dim=1)
+        if self.double_normalisation:
+            return self.norm1(h) * pixel_norm(scale) + pixel_norm(shift)
+        return torch.addcmul(shift, self.norm1(h), scale + 1)

@@ -65,6 +65,7 @@ class SongUNet(ConditionalUNet):
             init=xavier(),
             zero_init=xavier(1e-5),
             attention_init=xavier(math.sqrt(0.2)),
+            double_normalisation=options.double_normalisation,
         )
         self.unet = UNetBackbone(
             self.image_channels, self.resolution, options, style, stem_channels=options.channels,

@@ -34,6 +34,11 @@ class UNetConfig:
     second_time: bool = option(
         False, "a second time input c_second with features and mapping of its own, added to the embedding (MeanFlow's (t, t - r)); off: one time input"
     )
+    double_normalisation: bool = option(
+        False,
+        "sCT's adaptive double normalisation (Lu & Song 2025): blocks modulated by norm(h) pnorm(s) + pnorm(b), the embedding's scale and shift pixel-normalised over channels;"
+        " DDPM++/NCSN++ blocks, otherwise a shift only, gain the scale; off: the family's own modulation",
+    )
 
     def __post_init__(self):
         if not self.channel_multipliers:
