@@ -115,6 +115,42 @@ def test_regionally_compiled_blocks_train_to_the_eager_weights(tiny_config, regi
     assert_close_weights(eager, regional)
 
 
+# operators that read a tensor's value on the host: on a GPU each one waits for the device
+READS_VALUE = {"aten::item", "aten::_local_scalar_dense", "aten::nonzero", "aten::is_nonzero", "aten::equal", "aten::allclose"}
+
+
+def host_reads(step) -> list[str]:
+    """The operators of one call of ``step`` that read a tensor's value on the host, outside the
+    optimizer's step: torch's optimizers keep their step counts on the host (capturable=False), so
+    their reads of them never wait for a GPU."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    found = []
+    for event in prof.events():
+        parents, parent = [], event.cpu_parent
+        while parent is not None:
+            parents.append(parent.name)
+            parent = parent.cpu_parent
+        if event.name in READS_VALUE and not any(name.startswith("Optimizer.step") for name in parents):
+            found.append(" < ".join([event.name, *parents[:3]]))
+    return found
+
+
+@pytest.mark.parametrize("method", ["ict", "ct", "edm", "sct", "meanflow"])
+def test_a_training_step_reads_no_tensor_value_on_the_host(tiny_config, registries, tmp_path, method):
+    """The CPU counterpart of the GPU test below: between log lines a step never reads a tensor's
+    value (an .item(), a data-dependent shape), each of which would make the host wait for a GPU."""
+    extra = ["train.log_every=1000", "train.checkpoint_every=1000"] + (["network.second_time=true"] if method == "meanflow" else [])
+    trainer = Trainer(tiny_config(method, steps=10, extra=extra), RunFolder(tmp_path / "run"), registries)
+    try:
+        trainer.train_step()  # the first step builds caches (levels, probabilities)
+        assert host_reads(trainer.train_step) == []
+    finally:
+        trainer.close()
+
+
 @pytest.mark.gpu
 def test_a_training_step_on_the_gpu_never_waits_for_the_device(tiny_config, registries, tmp_path):
     """No host-device synchronisation inside a step (between log lines): torch raises on one."""

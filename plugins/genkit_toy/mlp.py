@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from genkit.nn.layers import Dropout
 from genkit.schema import even_positive, non_negative, option, positive, unit_interval
 
 
@@ -28,7 +29,7 @@ class ResidualBlock(nn.Module):
     def __init__(self, width: int, dropout: float):
         super().__init__()
         self.norm = nn.LayerNorm(width)
-        self.layers = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Dropout(dropout), nn.Linear(width, width))
+        self.layers = nn.Sequential(nn.Linear(width, width), nn.SiLU(), Dropout(dropout), nn.Linear(width, width))
 
     def forward(self, h: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         return h + self.layers(nn.functional.silu(self.norm(h) + embedding))

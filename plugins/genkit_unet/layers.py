@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from torch.nn.functional import conv2d, conv_transpose2d, scaled_dot_product_attention, silu
 
+from genkit.nn.layers import Dropout
+
 Init = Callable[[nn.Module], None]  # initializes the weight and bias of a linear or conv layer in place
 
 
@@ -187,7 +189,7 @@ class ResidualBlock(nn.Module):
         self.conv0 = conv(inputs, outputs, 3, style.init)
         self.modulation = linear(style.embedding_channels, outputs * (2 if self.adaptive_scale else 1), style.init)
         self.norm1 = group_norm(outputs, style.eps)
-        self.dropout = nn.Dropout(style.dropout)
+        self.dropout = Dropout(style.dropout)
         self.conv1 = conv(outputs, outputs, 3, style.zero_init)
         project = inputs != outputs or (resample is not None and style.project_resampled_skip)
         self.skip = conv(inputs, outputs, 1, style.init) if project else nn.Identity()
