@@ -44,9 +44,9 @@ def random_images(folder: Path) -> Path:
     return path
 
 
-def make_trainer(method: str, folder: Path, teacher: Path | None, extra: list[str]) -> Trainer:
+def make_trainer(method: str, folder: Path, teacher: Path | None, extra: list[str], device: str = "cpu") -> Trainer:
     sets = TINY + METHOD_SETS.get(method, []) + list(extra)
-    sets += [f"data.path={random_images(folder)}", "data.resolution=8", "train.device='cpu'",
+    sets += [f"data.path={random_images(folder)}", "data.resolution=8", f"train.device='{device}'",
              "train.log_every=1000000", "train.checkpoint_every=1000000"]  # fmt: skip
     if teacher is not None:
         sets.append(f"methods.cd.teacher.run={teacher}")
@@ -63,6 +63,11 @@ NO_KERNEL = {
     "chunk", "narrow", "unbind", "set_", "lift_fresh", "_local_scalar_dense", "to", "contiguous", "result_type",
 }  # fmt: skip  (a leaf `to` or `contiguous` had nothing to do: one that copies calls copy_, counted)
 GROUPED = ("aten::_foreach_", "aten::_fused_")  # one operator over many tensors: a few launches on a GPU, counted as one
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def count_operators(step) -> tuple[int, int, collections.Counter]:
@@ -90,9 +95,11 @@ def _is_kernel(event) -> bool:
 def steps_per_second(step, rounds: int, repeats: int) -> float:
     times = []
     for _ in range(rounds):
+        synchronize()
         started = time.perf_counter()
         for _ in range(repeats):
             step()
+        synchronize()
         times.append((time.perf_counter() - started) / repeats)
     return 1.0 / statistics.median(times)
 
@@ -101,6 +108,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=["edm", "ict", "ct", "cd", "sct", "meanflow"])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: on a GPU, steps/s of this network is the host's limit")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--set", dest="assignments", action="append", default=[], help="config overrides, as genkit train --set")
@@ -113,10 +121,10 @@ def main() -> None:
         folder, teacher = Path(tmp), None
         for method in args.methods:
             if method == "cd" and teacher is None:  # CD needs an EDM run to distil
-                edm = make_trainer("edm", folder / "teacher", None, args.assignments)
+                edm = make_trainer("edm", folder / "teacher", None, args.assignments, args.device)
                 edm.train(until=1)
                 teacher = folder / "teacher" / "edm"
-            trainer = make_trainer(method, folder, teacher if method == "cd" else None, args.assignments)
+            trainer = make_trainer(method, folder, teacher if method == "cd" else None, args.assignments, args.device)
             torch.set_num_threads(args.threads)
             for _ in range(3):  # warm-up: allocator, first-call paths, compile
                 trainer.train_step()
@@ -127,7 +135,7 @@ def main() -> None:
             if args.breakdown:
                 print("          " + ", ".join(f"{name} {n}" for name, n in leaves.most_common(12)))
             if args.jsonl:
-                record = {"method": method, "steps_per_s": rate, "kernels": kernels, "ops": ops, "sets": args.assignments,
+                record = {"method": method, "device": args.device, "steps_per_s": rate, "kernels": kernels, "ops": ops, "sets": args.assignments,
                           "threads": args.threads, "torch": torch.__version__}  # fmt: skip
                 with args.jsonl.open("a") as file:
                     file.write(json.dumps(record) + "\n")

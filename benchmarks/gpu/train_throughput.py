@@ -2,13 +2,14 @@
 NCSN++ configuration).
 
     python benchmarks/gpu/train_throughput.py [--preset cifar10] [--batch 128] [--steps 20] [--json FILE]
-        [--settings fp32:eager,bf16:eager,fp32:model,bf16:model,bf16:blocks] [--jsonl FILE]
+        [--settings fp32:eager,bf16:eager,fp32:model,bf16:model,bf16:blocks,bf16:model:reduce-overhead] [--jsonl FILE]
 
 Trains iCT with the preset's network (cifar10: NCSN++, 56M parameters) at the given batch on
 random 32x32 images (speed does not depend on the pixels), in each setting PRECISION:COMPILE:
 fp32 or bf16 autocast; eager, the whole network compiled (model) or each repeated block
 compiled on its own (blocks: regional compilation). Reports images/s over timed steps after
-warm-up, the warm-up's seconds (compilation happens there), the FLOPs of one step (counted by
+warm-up (a third field names train.compile_mode: reduce-overhead replays the step's kernels as
+CUDA graphs), the warm-up's seconds (compilation happens there), the FLOPs of one step (counted by
 torch.utils.flop_counter on one eager step) and the model FLOP utilisation against the device's
 dense peak for that precision, where the device is known. ``--jsonl`` appends one line per
 setting, so a caller can give every setting a timeout of its own (benchmarks/gpu/run.sh does).
@@ -43,16 +44,16 @@ def peak(precision: str) -> float | None:
     return next((p[precision] for key, p in PEAKS.items() if key in name), None)
 
 
-def trainer_for(folder: Path, batch: int, precision: str, compiled: str, preset: str = "cifar10") -> Trainer:
+def trainer_for(folder: Path, batch: int, precision: str, compiled: str, preset: str = "cifar10", mode: str = "default") -> Trainer:
     registries = plugins.registries()
     sets = [
         "data.name=npz", f"data.path={random_images(folder)}", "data.labels=false", "network.label_dim=0",
         f"train.batch_size={batch}", f"train.precision='{precision}'", f"train.compile={str(compiled != 'eager').lower()}",
         "train.log_every=1000000", "train.checkpoint_every=1000000",
     ]
-    sets += [f"train.compile_scope='{compiled}'"] if compiled != "eager" else []
+    sets += [f"train.compile_scope='{compiled}'", f"train.compile_mode='{mode}'"] if compiled != "eager" else []
     config = configuration.load_config(registries, preset, assignments=sets, flags={"method": "ict", "train.steps": 10**6})
-    return Trainer(config, RunFolder(folder / f"{precision}-{compiled}"), registries)
+    return Trainer(config, RunFolder(folder / f"{precision}-{compiled}-{mode}"), registries)
 
 
 def synchronize() -> None:
@@ -66,8 +67,8 @@ def step_flops(trainer: Trainer) -> int:
     return counter.get_total_flops()
 
 
-def measure(folder: Path, batch: int, precision: str, compiled: str, steps: int, warmup: int, preset: str = "cifar10") -> dict:
-    trainer = trainer_for(folder, batch, precision, compiled, preset)
+def measure(folder: Path, batch: int, precision: str, compiled: str, steps: int, warmup: int, preset: str = "cifar10", mode: str = "default") -> dict:
+    trainer = trainer_for(folder, batch, precision, compiled, preset, mode)
     started = time.perf_counter()
     for _ in range(warmup):  # compilation happens here
         trainer.train_step()
@@ -80,7 +81,7 @@ def measure(folder: Path, batch: int, precision: str, compiled: str, steps: int,
     seconds = (time.perf_counter() - started) / steps
     flops = step_flops(trainer) if compiled == "eager" else None
     trainer.close()
-    return {"preset": preset, "precision": precision, "compiled": compiled, "batch": batch, "images_per_s": batch / seconds,
+    return {"preset": preset, "precision": precision, "compiled": compiled, "mode": mode, "batch": batch, "images_per_s": batch / seconds,
             "steps_per_s": 1 / seconds, "step_ms": seconds * 1e3, "warmup_s": warmup_s, "flops_per_step": flops}
 
 
@@ -93,18 +94,19 @@ def main() -> None:
     parser.add_argument("--jsonl", type=Path, help="append one JSON line per setting to this file")
     parser.add_argument("--preset", default="cifar10", help="the training preset whose network is measured")
     parser.add_argument("--settings", default="fp32:eager,bf16:eager,fp32:model,bf16:model",
-                        help="PRECISION:COMPILE pairs, COMPILE one of eager, model, blocks")
+                        help="PRECISION:COMPILE[:MODE], COMPILE one of eager, model, blocks; MODE a train.compile_mode")
     parser.add_argument("--eager-only", action="store_true", help="skip torch.compile (a quick check on a CPU)")
     args = parser.parse_args()
-    settings = [tuple(pair.split(":")) for pair in args.settings.split(",")]
-    settings = [(p, c) for p, c in settings if c == "eager" or not args.eager_only]
+    settings = [(pair.split(":") + ["default"])[:3] for pair in args.settings.split(",")]
+    settings = [(p, c, m) for p, c, m in settings if c == "eager" or not args.eager_only]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for precision, compiled in settings:
+        for precision, compiled, mode in settings:
             try:
-                rows.append(measure(Path(tmp), args.batch, precision, compiled, args.steps, args.warmup, args.preset))
+                rows.append(measure(Path(tmp), args.batch, precision, compiled, args.steps, args.warmup, args.preset, mode))
             except Exception as error:  # one failing setting (compile, say) must not lose the others
-                rows.append({"preset": args.preset, "precision": precision, "compiled": compiled, "error": f"{type(error).__name__}: {error}"[:500]})
+                rows.append({"preset": args.preset, "precision": precision, "compiled": compiled, "mode": mode,
+                             "error": f"{type(error).__name__}: {error}"[:500]})
             print(json.dumps(rows[-1]), flush=True)
             if args.jsonl:
                 with args.jsonl.open("a") as handle:
