@@ -148,8 +148,9 @@ def _run_preset(command: str, preset: str, seeds: int | None, out: Path | None, 
     curves = write.write_outputs(results, out)
     report.print_table(console, results)
     console.print(f"[bold]verdict:[/] {results['verdict']['sentence']}", highlight=False)
-    if results["verdict"]["over_training"]:
-        console.print(results["verdict"]["over_training"], highlight=False)
+    for sentence in (results["verdict"]["over_training"], report.not_learning_sentence(results)):
+        if sentence:
+            console.print(sentence, highlight=False)
     console.print(
         f"wrote [cyan]{out / 'results.json'}[/], [cyan]{out / 'report.md'}[/]"
         + (f", [cyan]{curves}[/]" if curves else "")

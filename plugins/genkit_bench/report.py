@@ -22,6 +22,7 @@ from genkit_bench.stats import direction_words, format_count, format_number, for
 FLOOR_LABEL = "data (floor)"
 UNWRAPPED = 1000  # columns a table printed to a file may take: every cell on one line
 ROLE_NOTES = {"teacher": " (teacher)", "reference": " (ref.)", "contender": ""}
+NOT_LEARNING_MARK = " †"  # a row no better than a baseline on the verdict's metric: not_learning_sentence says so
 
 
 def _summary(values: dict[str, Any]) -> str:
@@ -38,6 +39,25 @@ def _sampling_words(role: str, scored: dict[str, Any]) -> str:
     if role == "teacher":
         return f"Heun on {scored['steps']} levels, {scored['nfe']} NFE"
     return "1 step" if scored["steps"] == 1 else f"{scored['steps']} steps"
+
+
+def not_learning_sentence(results: dict[str, Any]) -> str:
+    """The rows marked † named, with the baselines they do not beat ('' when none is marked)."""
+    flagged = [r for r in results["rows"] if r.get("no_better_than")]
+    if not flagged:
+        return ""
+    metric = results["evaluation"]["metric"]
+    baselines = results.get("baselines", {})
+    shown = ", ".join(f"{name} {format_number(baselines[name].get(metric))}" for name in baselines)
+    rows = ", ".join(
+        f"{r['label']} at {_sampling_words(r['role'], r)}{'' if r.get('primary', True) else ' (fixed)'} ({format_number(r['metrics'][metric]['mean'])})"
+        for r in flagged
+    )
+    return (
+        f"† Not learning: on {metric}, {rows} score{'s' if len(flagged) == 1 else ''} no better than a model that learnt only "
+        f"the data's first moments ({shown}; every sample the data's mean, or Gaussian noise with its per-dimension mean and "
+        "spread): at this budget that model has not started learning, and its figures say nothing about its method."
+    )
 
 
 def levels_cell(row: dict[str, Any]) -> str:
@@ -97,7 +117,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
     for row in results["rows"]:
         has_teacher = row["train_nfe_with_teacher"]["values"] != row["train_nfe"]["values"]
         rows.append(
-            [row["label"] + ROLE_NOTES[row["role"]], sampling_cell(row), levels_cell(row)]
+            [row["label"] + ROLE_NOTES[row["role"]] + (NOT_LEARNING_MARK if row.get("no_better_than") else ""), sampling_cell(row), levels_cell(row)]
             + [_summary(row["metrics"][name]) for name in metric_names(results)]
             + [
                 _summary(row["train_time_s"]),
@@ -106,6 +126,8 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
                 format_count(row["train_nfe_with_teacher"]["mean"]) if has_teacher else "-",
             ]
         )
+    for name, scores in results.get("baselines", {}).items():  # what learning only the data's moments scores
+        rows.append([f"{name} (baseline)", "-", "-"] + [format_number(scores.get(metric)) for metric in metric_names(results)] + ["-"] * 4)
     floor = results["floor"]
     if floor:  # a bench without the data-vs-data floor (bench.floor = false) has no such row
         rows.append([FLOOR_LABEL, "-", "-"] + [format_number(floor.get(name)) for name in metric_names(results)] + ["-"] * 4)
@@ -289,6 +311,8 @@ def write_report(results: dict[str, Any], out: Path, curves: Path | None) -> Pat
     seeds = results["seeds"]
     over_training = results["verdict"].get("over_training")
     lines = [f"# {report_title(results)}", "", f"**Verdict.** {results['verdict']['sentence']}" + (f" {over_training}" if over_training else ""), ""]
+    if not_learning_sentence(results):
+        lines += [f"**{not_learning_sentence(results)}**", ""]
     changed = budget_change(results)
     if changed:
         lines += [f"**Budget changed from the preset's.** {changed}", ""]

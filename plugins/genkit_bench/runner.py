@@ -20,7 +20,7 @@ from genkit.training import lock
 from genkit.training.distributed import Distributed
 
 from genkit_bench.plan import PlannedRun, all_missing, missing_error, plan, seeds_of  # noqa: F401 (the bench's API)
-from genkit_bench.score import check_metric, curve_of, directions, floors, level_search_of, score_run
+from genkit_bench.score import baselines, check_metric, curve_of, directions, floors, level_search_of, score_run
 from genkit_bench.spec import BenchSpec
 from genkit_bench.train import train_run  # noqa: F401 (the bench's API)
 from genkit_bench.write import RunResult, claim, result_of, results_of
@@ -68,6 +68,7 @@ def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, An
     found_directions: dict[str, str] = {}
     floor: dict[str, float] = {}
     curve_floor: dict[str, float] = {}
+    trivial: dict[str, dict[str, float]] = {}
     for index, item in enumerate(planned):
         base = index * spec.steps
         if progress:
@@ -82,8 +83,9 @@ def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, An
         if not dist.is_main:  # rank 0 scores; the others wait for it
             dist.barrier()
             continue
-        if not results:  # the same data for every run: the floor of the first one
+        if not results:  # the same data for every run: the floor and the baselines of the first one
             floor, curve_floor = floors(spec, trained.built.dataset, evaluators)
+            trivial = baselines(spec, trained.built.dataset, evaluators)
         found_directions.update(directions(evaluators, [key for s in scores for key in s["scores"]]))
         results[item.key] = _result(item, trained, scores, results)
         dist.barrier()
@@ -91,7 +93,7 @@ def _run_bench(spec: BenchSpec, out: Path, plugin_set, progress) -> dict[str, An
     if not dist.is_main:
         return None
     return results_of(
-        spec, out, list(results.values()), floor, curve_floor, plugin_set, time.perf_counter() - started, found_directions
+        spec, out, list(results.values()), floor, curve_floor, plugin_set, time.perf_counter() - started, found_directions, trivial
     )
 
 

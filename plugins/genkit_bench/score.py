@@ -151,6 +151,27 @@ def floors(spec: BenchSpec, dataset, evaluators: dict) -> tuple[dict[str, float]
     return data_floor(dataset, evaluators, spec.eval_samples), curve
 
 
+BASELINE_SEED = 7  # the held-out draw whose moments the baselines take, and the seed of their noise
+
+
+def baselines(spec: BenchSpec, dataset, evaluators: dict) -> dict[str, dict[str, float]]:
+    """What a model that has learnt nothing beyond the data's first moments scores, at eval_samples
+    points against the scores' reference: every sample the data's mean ('data mean': CT's flat grey
+    square when its target lags) and Gaussian noise with the data's per-dimension mean and standard
+    deviation, clipped to the data's range ('matched noise'). Empty without the floor."""
+    if not spec.floor:
+        return {}
+    data = dataset.reference(spec.eval_samples, seed=BASELINE_SEED).float()
+    mean, std = data.mean(0, keepdim=True), data.std(0, keepdim=True)
+    generator = torch.Generator().manual_seed(BASELINE_SEED)
+    noise = (mean + std * torch.randn(data.shape, generator=generator)).clamp(data.min(), data.max())
+    reference = reference_data(dataset, spec.eval_samples)
+    return {
+        "data mean": score_against_data(mean.expand_as(data).contiguous(), dataset, evaluators, reference=reference),
+        "matched noise": score_against_data(noise, dataset, evaluators, reference=reference),
+    }
+
+
 def _eval_settings(spec: BenchSpec, item: PlannedRun, step: int, steps_list: list[int], search: dict | None = None) -> dict[str, Any]:
     levels = search["levels"] if search else sampling_levels(spec, item.run)
     settings = {

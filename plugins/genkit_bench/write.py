@@ -30,7 +30,7 @@ from genkit.training import lock
 
 from genkit_bench import report
 from genkit_bench.spec import BenchSpec, display_source
-from genkit_bench.stats import Comparison, summarize, verdict_sentence
+from genkit_bench.stats import Comparison, same_when_printed, summarize, verdict_sentence
 
 MARKER = ".genkit-bench"
 WALL_FILE = "wall-time.json"  # wall-clock seconds of every invocation on this output folder
@@ -190,6 +190,15 @@ def aggregate(spec: BenchSpec, results: list[RunResult]) -> list[dict[str, Any]]
     return rows
 
 
+def mark_not_learning(rows: list[dict[str, Any]], trivial: dict[str, dict[str, float]], metric: str, higher: bool) -> None:
+    """``no_better_than``: the baselines a row's mean does not beat on the verdict's metric (a tie
+    at the printed precision counts as not beating): such a model has not started learning."""
+    for row in rows:
+        mean = row["metrics"][metric]["mean"] if metric in row["metrics"] else None
+        beaten = lambda value: not same_when_printed(mean, value) and (mean > value if higher else mean < value)  # noqa: E731
+        row["no_better_than"] = [name for name, scores in trivial.items() if mean is not None and metric in scores and not beaten(scores[metric])]
+
+
 def comparisons(spec: BenchSpec, rows: list[dict[str, Any]], directions: dict[str, str] | None = None) -> list[Comparison]:
     a, b = spec.compare
     found = []
@@ -213,11 +222,13 @@ def comparisons(spec: BenchSpec, rows: list[dict[str, Any]], directions: dict[st
 
 def results_of(
     spec: BenchSpec, out: Path, ordered: list[RunResult], floor: dict, curve_floor: dict, plugin_set, elapsed: float,
-    directions: dict[str, str] | None = None,
+    directions: dict[str, str] | None = None, trivial: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """The results dictionary (results.json); adds this invocation to the folder's wall time.
-    ``directions``: 'higher' or 'lower' (is better) per score key, as the evaluators declare."""
+    ``directions``: 'higher' or 'lower' (is better) per score key, as the evaluators declare;
+    ``trivial``: the baselines' scores (score.baselines), which mark the rows no better than one."""
     rows = aggregate(spec, ordered)
+    mark_not_learning(rows, trivial or {}, spec.metric, (directions or {}).get(spec.metric) == "higher")
     found = comparisons(spec, rows, directions)
     results = {
         "bench": "cd-vs-ict",
@@ -242,6 +253,7 @@ def results_of(
         },
         "floor": floor,  # held-out data vs held-out data at eval_samples points
         "curve_floor": curve_floor,  # the same at curve_samples points, for the metric-vs-step plot
+        "baselines": trivial or {},  # name -> scores of a model that learnt only the data's moments
         "rows": rows,
         "verdict": {
             "sentence": verdict_sentence(found, spec.metric, spec.seeds),

@@ -15,6 +15,7 @@ from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder
 
 from genkit_bench import report as bench_report
+from genkit_bench import write
 from genkit_bench import runner as bench_runner
 from genkit_bench import spec as bench_spec
 
@@ -165,7 +166,7 @@ def test_bench_end_to_end_writes_everything_and_the_table_equals_the_json(tiny_p
     output_lines = result.output.splitlines()
 
     def printed_row(label, steps_cell, levels_cell):
-        pattern = rf"\s*{re.escape(label)}(\s+\(\w+\.?\))?\s+{re.escape(steps_cell)}\s+{re.escape(levels_cell)}\s"
+        pattern = rf"\s*{re.escape(label)}(\s+\(\w+\.?\))?( †)?\s+{re.escape(steps_cell)}\s+{re.escape(levels_cell)}\s"
         line = next(line for line in output_lines if re.match(pattern, line))
         return line.split(steps_cell, 1)[1].lstrip()[len(levels_cell):].split("  ")
 
@@ -546,3 +547,21 @@ def test_the_gpu_preset_end_to_end_at_a_tiny_scale_has_searched_levels_curves_sp
     # arrows from the evaluators' directions: the distance down, precision and recall up
     assert "fd_fmnist ↓" in report and "pr_fmnist/precision ↑" in report and "pr_fmnist/recall ↑" in report
     assert report.startswith("# genkit bench fmnist-gpu: Fashion-MNIST 32x32 (fd_fmnist), the GPU preset, 4 steps x batch 4, 2 seeds, on ")
+    # 4 steps teach nothing: every model no better than a baseline is named so in the report, and marked
+    assert set(results["baselines"]) == {"data mean", "matched noise"}
+    flagged = [r for r in results["rows"] if r["no_better_than"]]
+    assert flagged and "† Not learning: on fd_fmnist, " in report
+    assert all(f"| {r['label']}{bench_report.ROLE_NOTES[r['role']]} † | " in report for r in flagged)
+
+
+def test_a_row_no_better_than_a_baseline_is_marked_not_learning():
+    def row(mean):
+        return {"metrics": {"fd": {"mean": mean}}}
+
+    trivial = {"data mean": {"fd": 200.0}, "matched noise": {"fd": 300.0}}
+    rows = [row(50.0), row(250.0), row(350.0), row(200.00001)]
+    write.mark_not_learning(rows, trivial, "fd", higher=False)
+    assert [r["no_better_than"] for r in rows] == [[], ["data mean"], ["data mean", "matched noise"], ["data mean"]]  # a tie beats nothing
+    rows = [row(0.9), row(0.1)]
+    write.mark_not_learning(rows, {"data mean": {"fd": 0.5}}, "fd", higher=True)  # precision-like: higher is better
+    assert [r["no_better_than"] for r in rows] == [[], ["data mean"]]
