@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch._inductor.config
 from torch.profiler import ProfilerActivity, profile
 
 from genkit import config as configuration
@@ -70,14 +71,24 @@ def synchronize() -> None:
         torch.cuda.synchronize()
 
 
-def count_operators(step) -> tuple[int, int, collections.Counter]:
-    """(kernels, aten operators, kernels by name) of one call of ``step``: kernels are the leaf aten
-    operators that compute (not those in NO_KERNEL), a foreach or fused operator counted once."""
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+COMPILED = ("cpp_fused", "cpp_", "triton_")  # torch.compile's own kernels (C++ on a CPU, Triton on a GPU)
+
+
+def count_operators(step, device: str = "cpu") -> tuple[int, int, collections.Counter]:
+    """(kernels, aten operators, kernels by name) of one call of ``step``. On a GPU the kernels are
+    the device's launches as the profiler records them; on a CPU the leaf aten operators that
+    compute (not those in NO_KERNEL; a foreach or fused operator once) and torch.compile's
+    generated kernels (recorded with inductor's kernel profiling on)."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities) as prof:
         step()
-    events = [e for e in prof.events() if e.name.startswith("aten::")]
-    kernels = collections.Counter(e.name[6:] for e in events if _is_kernel(e))
-    return sum(kernels.values()), len(events), kernels
+        synchronize()
+    events = prof.events()
+    if device == "cuda":
+        kernels = collections.Counter(e.name[:60] for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
+    else:
+        kernels = collections.Counter(e.name[6:] if e.name.startswith("aten::") else e.name[:40] for e in events if _is_kernel(e))
+    return sum(kernels.values()), sum(e.name.startswith("aten::") for e in events), kernels
 
 
 def _is_kernel(event) -> bool:
@@ -86,8 +97,10 @@ def _is_kernel(event) -> bool:
         if parent.name.startswith(GROUPED):
             return False  # inside a grouped operator: counted with it
         parent = parent.cpu_parent
-    if event.name.startswith(GROUPED):
+    if event.name.startswith(GROUPED) or event.name.startswith(COMPILED):
         return True
+    if not event.name.startswith("aten::"):
+        return False
     is_leaf = not any(child.name.startswith("aten::") for child in event.cpu_children)
     return is_leaf and event.name[6:] not in NO_KERNEL
 
@@ -115,6 +128,7 @@ def main() -> None:
     parser.add_argument("--breakdown", action="store_true", help="the 12 most frequent leaf operators per method")
     parser.add_argument("--jsonl", type=Path, help="append one JSON line per method")
     args = parser.parse_args()
+    torch._inductor.config.cpp.enable_kernel_profile = True  # compiled C++ kernels show in the profile
     print(f"torch {torch.__version__}, {args.threads} thread(s), sets {args.assignments or 'none'}; steps/s: median of {args.rounds} rounds")
     print(f"{'method':>9} {'steps/s':>8} {'ms/step':>8} {'kernels':>8} {'ops':>6}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,7 +142,7 @@ def main() -> None:
             torch.set_num_threads(args.threads)
             for _ in range(3):  # warm-up: allocator, first-call paths, compile
                 trainer.train_step()
-            kernels, ops, leaves = count_operators(trainer.train_step)
+            kernels, ops, leaves = count_operators(trainer.train_step, args.device)
             rate = steps_per_second(trainer.train_step, args.rounds, args.repeats)
             trainer.close()
             print(f"{method:>9} {rate:>8.1f} {1e3 / rate:>8.2f} {kernels:>8} {ops:>6}", flush=True)
