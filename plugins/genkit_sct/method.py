@@ -22,6 +22,9 @@ The paper's stability change to the network, adaptive double normalisation (sect
 modulated by norm(h) pnorm(s) + pnorm(b), the time embedding's scale and shift pixel-normalised,
 where ADM has norm(h) (1 + s) + b), is the U-Nets' option ``network.double_normalisation = true``,
 off by default; DDPM++/NCSN++ blocks, which otherwise add a shift only, gain a scale with it.
+Its other one, positional time embeddings in place of Fourier features of a large scale (16 made
+training unstable), is ``network.embedding = "positional"`` (DDPM++'s and ADM's default), or
+NCSN++'s Fourier features at a small ``network.fourier_scale`` (0.02, the fmnist and toy presets').
 """
 
 from __future__ import annotations
