@@ -1,7 +1,7 @@
 """The host's work per training step: a network too small for its arithmetic to matter.
 
     python benchmarks/host_overhead.py [--methods edm ict ct cd sct meanflow] [--threads 2]
-        [--set KEY=VALUE ...] [--breakdown] [--jsonl FILE]
+        [--set KEY=VALUE ...] [--compare KEY=VALUE ...] [--device cpu|cuda] [--breakdown] [--jsonl FILE]
 
 The fmnist preset's NCSN++ (every layer of it: the same operators in the same order) at 4
 channels on 8x8 random images, batch 8: what remains of a step is the work the host does per
@@ -10,7 +10,9 @@ For each method it prints steps per second (median of interleaved rounds) and th
 per step, from torch.profiler on the CPU: ``kernels`` counts the leaf aten operators that
 compute (those that call no other aten operator and do more than allocate or re-describe memory:
 on a GPU, about one kernel launch each; a foreach or fused operator once), ``ops`` every aten
-operator dispatched. ``--breakdown`` lists the most frequent kernels of each method.
+operator dispatched. ``--compare`` times a second setting (the base plus its overrides, e.g.
+train.compile=true) interleaved with the base in the same process and prints the ratio of their
+steps per second. ``--breakdown`` lists the most frequent kernels of each method.
 """
 
 from __future__ import annotations
@@ -105,16 +107,43 @@ def _is_kernel(event) -> bool:
     return is_leaf and event.name[6:] not in NO_KERNEL
 
 
-def steps_per_second(step, rounds: int, repeats: int) -> float:
-    times = []
+def timed_rounds(steps: list, rounds: int, repeats: int) -> list[list[float]]:
+    """Seconds per step of each of ``steps``, round by round, interleaved so drift hits all alike."""
+    times: list[list[float]] = [[] for _ in steps]
     for _ in range(rounds):
-        synchronize()
+        for index, step in enumerate(steps):
+            synchronize()
+            started = time.perf_counter()
+            for _ in range(repeats):
+                step()
+            synchronize()
+            times[index].append((time.perf_counter() - started) / repeats)
+    return times
+
+
+def measure_method(method: str, folder: Path, teacher: Path | None, args) -> list[dict]:
+    """One row per setting (the base, then --compare's): steps/s, kernels and operators per step,
+    and each setting's median ratio of steps/s to the base's over the interleaved rounds."""
+    settings = [args.assignments] + ([args.assignments + args.compare] if args.compare else [])
+    trainers = [make_trainer(method, folder / f"setting{i}", teacher, sets, args.device) for i, sets in enumerate(settings)]
+    torch.set_num_threads(args.threads)
+    counts = []
+    for trainer in trainers:
         started = time.perf_counter()
-        for _ in range(repeats):
-            step()
-        synchronize()
-        times.append((time.perf_counter() - started) / repeats)
-    return 1.0 / statistics.median(times)
+        for _ in range(3):  # warm-up: allocator, first-call paths, compile
+            trainer.train_step()
+        warmup = time.perf_counter() - started
+        counts.append((warmup, *count_operators(trainer.train_step, args.device)))
+    times = timed_rounds([t.train_step for t in trainers], args.rounds, args.repeats)
+    for trainer in trainers:
+        trainer.close()
+    rows = []
+    for sets, (warmup, kernels, ops, leaves), seconds in zip(settings, counts, times):
+        speedup = statistics.median(base / mine for base, mine in zip(times[0], seconds))
+        rows.append({"method": method, "device": args.device, "sets": sets, "steps_per_s": 1 / statistics.median(seconds),
+                     "speedup": speedup, "warmup_s": warmup, "kernels": kernels, "ops": ops, "top": leaves.most_common(12),
+                     "threads": args.threads, "torch": torch.__version__})  # fmt: skip
+    return rows
 
 
 def main() -> None:
@@ -125,12 +154,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--set", dest="assignments", action="append", default=[], help="config overrides, as genkit train --set")
-    parser.add_argument("--breakdown", action="store_true", help="the 12 most frequent leaf operators per method")
-    parser.add_argument("--jsonl", type=Path, help="append one JSON line per method")
+    parser.add_argument("--compare", action="append", default=[], help="also time the step with these overrides on top, interleaved: the ratio")
+    parser.add_argument("--breakdown", action="store_true", help="the 12 most frequent kernels per method")
+    parser.add_argument("--jsonl", type=Path, help="append one JSON line per method and setting")
     args = parser.parse_args()
     torch._inductor.config.cpp.enable_kernel_profile = True  # compiled C++ kernels show in the profile
-    print(f"torch {torch.__version__}, {args.threads} thread(s), sets {args.assignments or 'none'}; steps/s: median of {args.rounds} rounds")
-    print(f"{'method':>9} {'steps/s':>8} {'ms/step':>8} {'kernels':>8} {'ops':>6}")
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.device}; steps/s: median of {args.rounds} interleaved rounds")
+    print(f"{'method':>9} {'setting':>28} {'steps/s':>8} {'ratio':>6} {'warm-up s':>9} {'kernels':>8} {'ops':>6}")
     with tempfile.TemporaryDirectory() as tmp:
         folder, teacher = Path(tmp), None
         for method in args.methods:
@@ -138,21 +168,15 @@ def main() -> None:
                 edm = make_trainer("edm", folder / "teacher", None, args.assignments, args.device)
                 edm.train(until=1)
                 teacher = folder / "teacher" / "edm"
-            trainer = make_trainer(method, folder, teacher if method == "cd" else None, args.assignments, args.device)
-            torch.set_num_threads(args.threads)
-            for _ in range(3):  # warm-up: allocator, first-call paths, compile
-                trainer.train_step()
-            kernels, ops, leaves = count_operators(trainer.train_step, args.device)
-            rate = steps_per_second(trainer.train_step, args.rounds, args.repeats)
-            trainer.close()
-            print(f"{method:>9} {rate:>8.1f} {1e3 / rate:>8.2f} {kernels:>8} {ops:>6}", flush=True)
-            if args.breakdown:
-                print("          " + ", ".join(f"{name} {n}" for name, n in leaves.most_common(12)))
-            if args.jsonl:
-                record = {"method": method, "device": args.device, "steps_per_s": rate, "kernels": kernels, "ops": ops, "sets": args.assignments,
-                          "threads": args.threads, "torch": torch.__version__}  # fmt: skip
-                with args.jsonl.open("a") as file:
-                    file.write(json.dumps(record) + "\n")
+            for row in measure_method(method, folder / method, teacher if method == "cd" else None, args):
+                setting = " ".join(row["sets"][len(args.assignments):]) or "base"
+                print(f"{method:>9} {setting[:28]:>28} {row['steps_per_s']:>8.2f} {row['speedup']:>6.3f} {row['warmup_s']:>9.1f} "
+                      f"{row['kernels']:>8} {row['ops']:>6}", flush=True)
+                if args.breakdown:
+                    print("          " + ", ".join(f"{name} {n}" for name, n in row["top"]))
+                if args.jsonl:
+                    with args.jsonl.open("a") as file:
+                        file.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":

@@ -43,9 +43,8 @@ for run in "128 bf16:eager 30" "128 bf16:model:reduce-overhead 80" "512 bf16:mod
 done
 # the host's work per step: the same network at 4 channels on 8x8, where the arithmetic is nothing
 rm -f "$OUT/host.jsonl"
-timeout 40 python3 benchmarks/host_overhead.py --device cuda --methods edm ict --jsonl "$OUT/host.jsonl" 2>&1 | tail -4
-timeout 70 python3 benchmarks/host_overhead.py --device cuda --methods ict --set train.compile=true \
-  --set "train.compile_mode='reduce-overhead'" --jsonl "$OUT/host.jsonl" 2>&1 | tail -3
+timeout 110 python3 benchmarks/host_overhead.py --device cuda --methods ict --compare train.compile=true \
+  --compare "train.compile_mode='reduce-overhead'" --jsonl "$OUT/host.jsonl" 2>&1 | tail -3
 timeout 90 python3 benchmarks/sampling_throughput.py --net unet --batch 256 --rounds 5 --json "$OUT/sampling.json" 2>&1 | tee "$OUT/sampling.txt"
 python3 - "$OUT" <<'PY'
 import json, pathlib, sys
