@@ -104,12 +104,13 @@ def cost_estimate(spec: BenchSpec) -> str:
     scale = spec.batch_size / measured_at
     parts, per_seed = [], 0.0
     for run in spec.run_list:
-        if run.name not in hints:
+        hint = hinted_seconds_per_step(spec, run)
+        if hint is None:
             parts.append(f"{run.label} no hint")
             continue
-        seconds = spec.steps * hints[run.name] * scale
+        seconds = spec.steps * hint
         per_seed += seconds
-        parts.append(f"{run.label} {spec.steps} x {hints[run.name] * scale:.3g} s = {_seconds(seconds)} s")
+        parts.append(f"{run.label} {spec.steps} x {hint:.3g} s = {_seconds(seconds)} s")
     source = f"measured on {spec.seconds_per_step_on}" if spec.seconds_per_step_on else "measured"
     batch = f" at batch {measured_at}" + (f", scaled linearly to batch {spec.batch_size} (rough)" if scale != 1 else "")
     partial = " for the runs with a hint" if len(parts) > sum(run.name in hints for run in spec.run_list) else ""
@@ -118,6 +119,15 @@ def cost_estimate(spec: BenchSpec) -> str:
         f"{', '.join(parts)}; {_seconds(per_seed)} s per seed{partial}, {_seconds(per_seed * spec.seeds)} s of training for {spec.seeds} "
         f"seed{'s' if spec.seeds > 1 else ''}; level search, scoring and curve points come on top"
     )
+
+
+def hinted_seconds_per_step(spec: BenchSpec, run: RunSpec) -> float | None:
+    """A run's seconds per step from the preset (bench.seconds_per_step), scaled linearly from the
+    batch it was measured at to bench.batch_size; None when the preset gives none."""
+    hint = spec.seconds_per_step.get(run.name)
+    if hint is None:
+        return None
+    return hint * spec.batch_size / (spec.seconds_per_step_batch or spec.batch_size)
 
 
 def _seconds(value: float) -> str:

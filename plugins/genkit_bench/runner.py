@@ -10,6 +10,7 @@ from its last checkpoint (the Trainer restores weights, optimizer, EMA and rando
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +37,25 @@ def run_bench(spec: BenchSpec, out: Path, plugin_set, progress=None) -> dict[str
     """
     main = Distributed.from_environment().is_main
     claim(out, write=main)
-    threads = torch.get_num_threads()
-    if spec.torch_threads:
-        torch.set_num_threads(spec.torch_threads)
-    if main:
-        lock.acquire(out)  # one bench per output folder at a time
-    try:
-        return _run_bench(spec, out, plugin_set, progress)
-    finally:
+    with torch_threads(spec.torch_threads):
         if main:
-            lock.release(out)
+            lock.acquire(out)  # one bench per output folder at a time
+        try:
+            return _run_bench(spec, out, plugin_set, progress)
+        finally:
+            if main:
+                lock.release(out)
+
+
+@contextmanager
+def torch_threads(count: int):
+    """torch's CPU threads set to ``count`` (bench.torch_threads; 0: left as they are) for the block."""
+    threads = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
         torch.set_num_threads(threads)
 
 
