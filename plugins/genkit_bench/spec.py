@@ -49,6 +49,20 @@ FIXED_TEXT = "the budget is fixed by the bench (bench.steps, bench.batch_size, s
 
 
 @dataclass
+class PaperBudget:
+    """A run's training budget in its paper: ``--dry-run --estimate`` prints the hours it would
+    take on the device it timed the run on."""
+
+    steps: int = option(0, "training iterations in the paper", positive)
+    batch_size: int = option(0, "the paper's batch size", positive)
+    source: str = option("", "where the figures come from: paper, table or script")
+
+    def __post_init__(self):
+        if not self.steps or not self.batch_size:
+            raise ValueError("needs both steps and batch_size")
+
+
+@dataclass
 class RunSpec:
     """One model the bench trains per seed: a table of ``bench.runs``."""
 
@@ -59,6 +73,7 @@ class RunSpec:
     levels: list[float] = option([], "this run's multistep levels, descending (empty: the bench's)", descending)
     two_step_sigma: float = option(0.0, "older spelling of levels = [two_step_sigma] (0: the bench's levels)", positive)
     overrides: dict[str, Any] = option(default_factory=dict, help="config keys layered over the training preset")
+    paper_budget: PaperBudget | None = option(None, "the run's budget in its paper (steps, batch_size, source), for the estimate")
     name = ""  # its key in bench.runs (not an option: no annotation)
 
     def __post_init__(self):
@@ -170,7 +185,7 @@ class BenchSpec:
 def _run_table(run: RunSpec) -> dict[str, Any]:
     """A run's keys that differ from the defaults (its label: from its key)."""
     defaults = {**to_plain(RunSpec(method="-")), "label": run.name}
-    return {key: value for key, value in to_plain(run).items() if value != defaults[key]}
+    return {key: value for key, value in to_plain(run).items() if value != defaults.get(key)}  # None defaults are left out
 
 
 # ----------------------------------------------------------------------------- presets

@@ -340,6 +340,18 @@ def test_bad_presets_are_one_line_errors(tiny_preset, tmp_path):
     assert_one_line_error(invoke("bench", "cd-vs-ict", "--preset", tiny_preset, "--seeds", "0"), "--seeds must be at least 1")
 
 
+def test_paper_budgets_are_validated_and_the_paper_presets_give_every_run_one():
+    budgets = {r.name: (r.paper_budget.steps, r.paper_budget.batch_size) for r in bench_spec.load_spec("imagenet64").run_list}
+    assert budgets == {"edm": (610352, 4096), "cd": (600000, 2048), "ict": (800000, 4096), "ct": (800000, 2048)}
+    assert all(r.paper_budget and r.paper_budget.source for r in bench_spec.load_spec("cifar10").run_list)
+    with pytest.raises(Exception, match="paper_budget: needs both steps and batch_size"):
+        bench_spec.load_spec("toy2d", ["bench.runs.cd.paper_budget={steps=10}"])
+    with pytest.raises(Exception, match="paper_budget.batch_size must be positive"):
+        bench_spec.load_spec("toy2d", ["bench.runs.cd.paper_budget={steps=10, batch_size=0}"])
+    with pytest.raises(Exception, match="unknown key 'bench.runs.cd.paper_budget.iterations'"):
+        bench_spec.load_spec("toy2d", ["bench.runs.cd.paper_budget={iterations=10}"])
+
+
 def test_report_names_every_run_trained_from_a_teacher():
     from genkit_bench.report import teacher_cost_sentence
 
