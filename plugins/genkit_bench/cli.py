@@ -17,7 +17,7 @@ from genkit.errors import GenkitError
 from genkit.training.loop import TrainingInterrupted
 from genkit.training.progress import TickProgress
 
-from genkit_bench import plan, report, runner, spec as bench_spec, write
+from genkit_bench import estimate, plan, report, runner, spec as bench_spec, write
 from genkit_bench.stats import format_number
 
 bench_app = typer.Typer(
@@ -91,6 +91,11 @@ def _bench_assignment(text: str) -> str:
 PresetOption = Annotated[str, typer.Option(help="Bench preset: a built-in name (see --list) or a TOML file.")]
 SeedsOption = Annotated[Optional[int], typer.Option(help="Number of seeds (0..N-1); default: the preset's.")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Validate the preset and print the plan; train nothing.")]
+EstimateOption = Annotated[bool, typer.Option(
+    "--estimate", help="With --dry-run: time a few training steps and one sampling batch of each run on this machine's "
+    "device (in a temporary folder) and print each run's and the bench's expected time.")]
+EstimateStepsOption = Annotated[Optional[int], typer.Option(
+    help=f"With --estimate: steps timed per run after {estimate.WARMUP_STEPS} warm-up steps (default {estimate.TIMED_STEPS}).")]
 SetOption = Annotated[list[str], typer.Option("--set", help="Override a bench key: --set steps=500, --set overrides.network.width=64 (repeatable).")]
 OUT_HELP = "Output folder: new, empty or one genkit bench wrote; rerun with the same one to resume (default: {default})."
 DEFAULT_PRESET = "toy2d"  # what `genkit bench cd-vs-ict` runs
@@ -103,10 +108,13 @@ def run(
     seeds: SeedsOption = None,
     out: Annotated[Optional[Path], typer.Option(help=OUT_HELP.format(default="runs/bench-PRESET"))] = None,
     dry_run: DryRunOption = False,
+    estimate_time: EstimateOption = False,
+    estimate_steps: EstimateStepsOption = None,
     assignments: SetOption = [],
 ) -> None:
     """Run any bench preset: train its runs per seed under one budget, score them, report."""
-    _run_preset("run", preset, seeds, out, dry_run, assignments, default_out="bench-{name}")
+    timed = _timed_steps(estimate_time, estimate_steps, dry_run)
+    _run_preset("run", preset, seeds, out, dry_run, assignments, default_out="bench-{name}", timed_steps=timed)
 
 
 @bench_app.command("cd-vs-ict")
@@ -116,14 +124,33 @@ def cd_vs_ict(
     seeds: SeedsOption = None,
     out: Annotated[Optional[Path], typer.Option(help=OUT_HELP.format(default="runs/bench-cd-vs-ict-PRESET"))] = None,
     dry_run: DryRunOption = False,
+    estimate_time: EstimateOption = False,
+    estimate_steps: EstimateStepsOption = None,
     assignments: SetOption = [],
 ) -> None:
     """EDM teacher, CD from it, iCT and CT from scratch, per seed; score at 1, 2 (or bench.sampling_steps) steps; report.
     The same as `genkit bench run --preset toy2d` (its default preset)."""
-    _run_preset("cd-vs-ict", preset, seeds, out, dry_run, assignments, default_out="bench-cd-vs-ict-{name}")
+    timed = _timed_steps(estimate_time, estimate_steps, dry_run)
+    _run_preset("cd-vs-ict", preset, seeds, out, dry_run, assignments, default_out="bench-cd-vs-ict-{name}", timed_steps=timed)
 
 
-def _run_preset(command: str, preset: str, seeds: int | None, out: Path | None, dry_run: bool, assignments: list[str], default_out: str) -> None:
+def _timed_steps(estimate_time: bool, steps: int | None, dry_run: bool) -> int:
+    """The steps --estimate times per run (0: no estimate), checked before anything is loaded."""
+    if steps is not None and not estimate_time:
+        raise GenkitError("--estimate-steps goes with --estimate")
+    if not estimate_time:
+        return 0
+    if not dry_run:
+        raise GenkitError("--estimate goes with --dry-run: it times a few steps of each run instead of training the bench")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise GenkitError("--estimate times the runs in one process: run it without torchrun")
+    if steps is not None and steps < 1:
+        raise GenkitError("--estimate-steps must be at least 1")
+    return estimate.TIMED_STEPS if steps is None else steps
+
+
+def _run_preset(command: str, preset: str, seeds: int | None, out: Path | None, dry_run: bool, assignments: list[str],
+                default_out: str, timed_steps: int = 0) -> None:
     if seeds is not None and seeds < 1:
         raise GenkitError("--seeds must be at least 1")
     spec = bench_spec.load_spec(preset, [_bench_assignment(a) for a in assignments], seeds)
@@ -133,6 +160,8 @@ def _run_preset(command: str, preset: str, seeds: int | None, out: Path | None, 
     plugin_set = plugins.load()
     if dry_run:
         _print_plan(command, spec, out, plan.plan(spec, out, plugin_set.registries))
+        if timed_steps:
+            _print_estimate(spec, plugin_set.registries, timed_steps)
         return
     main = int(os.environ.get("RANK", "0")) == 0
     if main:
@@ -257,3 +286,13 @@ def _print_plan(command: str, spec: bench_spec.BenchSpec, out: Path, planned: li
         console.print(f"[yellow]not runnable here yet:[/] every component is installed, but the data is not: {problem}", highlight=False)
     else:
         console.print("[green]every component is installed and the data is readable: the plan is runnable.[/]")
+
+
+def _print_estimate(spec: bench_spec.BenchSpec, registries, timed_steps: int) -> None:
+    def announce(index: int, count: int, run: bench_spec.RunSpec) -> None:
+        console.print(f"  timing {run.label} ({index + 1}/{count})", highlight=False, markup=False)
+
+    console.print("[bold]estimate[/]: timing each run of seed 0 for a few steps in a temporary folder", highlight=False)
+    timings = estimate.time_runs(spec, registries, timed_steps, announce)
+    for line in estimate.estimate_lines(spec, timings, timed_steps):
+        console.print(line, highlight=False, markup=False)

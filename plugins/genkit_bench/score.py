@@ -11,6 +11,7 @@ level is not tuned to the numbers the table shows.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from genkit.pictures import save_samples_picture
 from genkit.training.run import RunFolder
 
 from genkit_bench.plan import PlannedRun
-from genkit_bench.spec import BenchSpec, sampling_levels
+from genkit_bench.spec import BenchSpec, RunSpec, sampling_levels
 from genkit_bench.write import read_bench_file, write_bench_file
 
 EVAL_FILE = "bench-eval.json"  # in each run folder: the cached scores of its final weights
@@ -68,7 +69,7 @@ def searched_levels(spec: BenchSpec, item: PlannedRun, trained: TrainedModel, ev
     """The run's own k-step levels from the greedy search (None when the bench does not search
     them for this run); cached in the run folder (levels.json) by search_levels. Rank 0 searches
     and every rank gets the result."""
-    if not spec.searches_levels(item.run) or not trained.built.method.takes_levels:  # sCT, MeanFlow: no levels
+    if not _searches(spec, item.run, trained.built.method):
         return None
     found = None
     if dist is None or dist.is_main:
@@ -109,7 +110,7 @@ def score_run(spec: BenchSpec, item: PlannedRun, trained: TrainedModel, evaluato
     main = dist is None or dist.is_main
     if main and spec.metric not in evaluators:
         raise GenkitError(f"bench.metric '{spec.metric}' is not one of this run's evaluators ({', '.join(evaluators) or 'none'})")
-    steps_list = [method.default_sampling_steps()] if item.run.role == "teacher" else list(spec.sampling_steps)
+    steps_list = scored_steps(spec, item.run, method)
     search = searched_levels(spec, item, trained, evaluators, dist)
     settings = _eval_settings(spec, item, trained.step, steps_list, search)
     cache = item.folder / EVAL_FILE
@@ -140,6 +141,52 @@ def score_run(spec: BenchSpec, item: PlannedRun, trained: TrainedModel, evaluato
         return None
     write_bench_file(cache, {"settings": settings, "scores": scores, "level_search": search})
     return scores
+
+
+def scored_steps(spec: BenchSpec, run: RunSpec, method) -> list[int]:
+    """The sampling steps a run is scored at: the teacher's Heun levels, else bench.sampling_steps."""
+    return [method.default_sampling_steps()] if run.role == "teacher" else list(spec.sampling_steps)
+
+
+def _searches(spec: BenchSpec, run: RunSpec, method) -> bool:
+    return spec.searches_levels(run) and method.takes_levels  # sCT, MeanFlow: no levels
+
+
+@dataclass
+class ScoringWork:
+    """What the bench samples and scores of one run per seed for one purpose: ``calls`` metric
+    evaluations on ``samples`` each, drawn with ``evaluations`` network evaluations in all."""
+
+    calls: int
+    samples: int
+    evaluations: int  # samples x NFE, summed over the calls
+    every_metric: bool = True  # every evaluator of the run, else bench.metric alone (the level search)
+
+
+def scoring_work(spec: BenchSpec, run: RunSpec, method) -> dict[str, ScoringWork]:
+    """The bench's scoring of one run per seed: the final scores (score_run, scored_settings), the
+    level search (search_levels: a 1-step point, then 2 x iterations + 1 points per level) and the
+    curve points the Trainer scores while training (at each multiple of curve_every and the last)."""
+    nfe = method.sampling_evaluations
+    steps = scored_steps(spec, run, method)
+    steps += fixed_level_steps(spec, run, steps, _searches(spec, run, method))  # scored_settings' extra rows
+    work = {"final": ScoringWork(len(steps), spec.eval_samples, spec.eval_samples * sum(nfe(k) for k in steps))}
+    if _searches(spec, run, method):
+        calls = [1] + [2 * spec.search_iterations + 1] * (spec.max_sampling_steps - 1)  # at 1, 2, ... steps
+        evaluations = spec.search_samples * sum(n * nfe(k) for k, n in enumerate(calls, start=1))
+        work["search"] = ScoringWork(sum(calls), spec.search_samples, evaluations, every_metric=False)
+    if spec.curve_every:
+        points = math.ceil(spec.steps / spec.curve_every)
+        work["curves"] = ScoringWork(points, spec.curve_samples, points * spec.curve_samples * nfe(None))
+    return work
+
+
+def held_out_work(spec: BenchSpec) -> ScoringWork | None:
+    """What the bench scores once of held-out data, every metric and no sampling: the floors and
+    the baselines (None without bench.floor); one call of all their samples together."""
+    if not spec.floor:
+        return None
+    return ScoringWork(1, 3 * spec.eval_samples + (spec.curve_samples if spec.curve_every else 0), evaluations=0)
 
 
 def floors(spec: BenchSpec, dataset, evaluators: dict) -> tuple[dict[str, float], dict[str, float]]:
@@ -196,13 +243,19 @@ def scored_settings(spec: BenchSpec, item: PlannedRun, method, steps_list: list[
     its own sampler), then, when its levels were searched, the k-step settings the bench's fixed
     levels cover (the paper's level) again at those levels, as extra rows (primary False)."""
     takes = method.takes_levels
-    fixed = spec.run_levels(item.run) if search and takes else []
+    fixed, again = spec.run_levels(item.run), fixed_level_steps(spec, item.run, steps_list, bool(search) and takes)
     found = []
     for steps in steps_list:
         found.append((steps, levels_for(spec, item, steps, search) if takes else None, True))
-        if 2 <= steps <= len(fixed) + 1:
+        if steps in again:
             found.append((steps, fixed[: steps - 1], False))
     return found
+
+
+def fixed_level_steps(spec: BenchSpec, run: RunSpec, steps_list: list[int], searched: bool) -> list[int]:
+    """The step counts a run whose levels were searched is scored at again, at the fixed levels."""
+    covered = len(spec.run_levels(run)) + 1 if searched else 0
+    return [steps for steps in steps_list if 2 <= steps <= covered]
 
 
 def levels_for(spec: BenchSpec, item: PlannedRun, steps: int, search: dict | None = None) -> list[float] | None:
