@@ -216,10 +216,14 @@ def curve_lines(results: dict[str, Any], metric: str) -> list[dict[str, Any]]:
                 "seconds": seconds,
                 "teacher_s": teacher_s,
                 "values": [_mean([r["curve"][i]["eval"][metric] for r in mine]) for i in range(length)],
-                "spreads": [summarize([r["curve"][i]["eval"][metric] for r in mine]).spread for i in range(length)],
+                "ranges": [_range([r["curve"][i]["eval"][metric] for r in mine]) for i in range(length)],  # the seeds' (min, max)
             }
         )
     return lines
+
+
+def _range(values: list[float]) -> tuple[float, float]:
+    return min(values), max(values)
 
 
 def ordering_over_training(results: dict[str, Any]) -> str:
@@ -236,7 +240,9 @@ def ordering_over_training(results: dict[str, Any]) -> str:
     by_steps = ordering_phrase(leaders((a["steps"], a["values"]), (b["steps"], b["values"]), higher), *labels, "step")
     sentence = f"During training ({metric} of 1-step samples at each curve point, mean over seeds): by training step, {by_steps}"
     if a["seconds"] and b["seconds"]:
-        by_seconds = ordering_phrase(leaders((a["seconds"], a["values"]), (b["seconds"], b["values"]), higher), *labels, "second")
+        points = leaders((a["seconds"], a["values"]), (b["seconds"], b["values"]), higher)
+        spans = " and ".join(f"{line['label']} {format_number(line['seconds'][0])}-{format_number(line['seconds'][-1])} s" for line in (a, b))
+        by_seconds = ordering_phrase(points, *labels, "second") if points else f"the curves do not overlap ({spans})"
         sentence += f"; at equal training seconds (a student's including its teacher's, linear between points), {by_seconds}"
     return sentence + "."
 
@@ -265,9 +271,8 @@ def plot_curves(results: dict[str, Any], out: Path) -> Path | None:
                     continue
                 name = line["name"] + (f", + teacher's {format_number(line['teacher_s'])} s" if row == 1 and line["teacher_s"] else "")
                 drawn = axis.plot(x, line["values"], marker="o", markersize=3, label=name, linestyle="--" if line["role"] != "contender" else "-")
-                if all(spread is not None for spread in line["spreads"]):  # the band: mean ± std over seeds
-                    low = [max(v - d, 1e-12) if not higher else v - d for v, d in zip(line["values"], line["spreads"])]
-                    high = [v + d for v, d in zip(line["values"], line["spreads"])]
+                if len(results["seeds"]) > 1:  # the band: the seeds' range (a log axis has no room for mean - std < 0)
+                    low, high = zip(*line["ranges"])
                     axis.fill_between(x, low, high, color=drawn[0].get_color(), alpha=0.18, linewidth=0)
             if metric in floor:
                 axis.axhline(floor[metric], color="0.5", linestyle=":", label=f"data vs data ({results['spec']['curve_samples']} points)")
@@ -280,7 +285,7 @@ def plot_curves(results: dict[str, Any], out: Path) -> Path | None:
     figure.suptitle(
         f"cd-vs-ict, {results['preset']}: metric during training against steps and against seconds, "
         f"{results['spec']['curve_samples']} samples, mean over {len(results['seeds'])} seed(s)"
-        + (" (bands: ± one standard deviation)" if len(results["seeds"]) > 1 else ""),
+        + (" (bands: the seeds' range)" if len(results["seeds"]) > 1 else ""),
         fontsize=9,
     )
     figure.tight_layout()
