@@ -274,11 +274,14 @@ def plot_curves(results: dict[str, Any], out: Path) -> Path | None:
                 if len(results["seeds"]) > 1:  # the band: the seeds' range (a log axis has no room for mean - std < 0)
                     low, high = zip(*line["ranges"])
                     axis.fill_between(x, low, high, color=drawn[0].get_color(), alpha=0.18, linewidth=0)
+                if row == 1 and line["teacher_s"]:  # the same student on its own seconds: without its teacher's cost
+                    own = [seconds - line["teacher_s"] for seconds in x]
+                    axis.plot(own, line["values"], linestyle=":", color=drawn[0].get_color(), label=f"{line['name']}, own seconds only")
             if metric in floor:
                 axis.axhline(floor[metric], color="0.5", linestyle=":", label=f"data vs data ({results['spec']['curve_samples']} points)")
             if not higher:  # distances span decades; shares (precision, recall) lie in [0, 1]
                 axis.set_yscale("log")
-            axis.set_xlabel("training step" if row == 0 else "training seconds (a student's incl. its teacher's)")
+            axis.set_xlabel(f"training step (x batch {results['budget']['batch_size']} = training images)" if row == 0 else "training seconds (a student's incl. its teacher's; dotted: without)")
             axis.set_ylabel(f"{metric} ({direction_words(higher)})")
             axis.grid(alpha=0.3)
             axis.legend(fontsize=7)
@@ -343,7 +346,8 @@ def write_report(results: dict[str, Any], out: Path, curves: Path | None) -> Pat
             "## Metric during training",
             "",
             "Against training steps (top) and against training seconds (bottom; a student trained from a teacher "
-            "run starts at the teacher's training seconds), the anytime view of equal compute.",
+            "run starts at the teacher's training seconds, and dotted on its own seconds alone), the anytime view of "
+            "equal compute; with several seeds, the band is their range.",
             "",
             f"![metric against training step and seconds]({curves.name})",
             "",
