@@ -8,8 +8,9 @@ channels on 8x8 random images, batch 8: what remains of a step is the work the h
 step (Python, dispatch, one kernel launch per operator), which bounds a small network on a GPU.
 For each method it prints steps per second (median of interleaved rounds) and the operators
 per step, from torch.profiler on the CPU: ``kernels`` counts the leaf aten operators that
-compute (those that call no other aten operator and do more than allocate or re-describe memory:
-on a GPU, about one kernel launch each; a foreach or fused operator once), ``ops`` every aten
+compute (those that call no other aten operator, do more than allocate or re-describe memory and
+touch more than 0-dim tensors: on a GPU, about one kernel launch each; a foreach or fused
+operator once), ``ops`` every aten
 operator dispatched. ``--compare`` times a second setting (the base plus its overrides, e.g.
 train.compile=true) interleaved with the base in the same process and prints the ratio of their
 steps per second. ``--breakdown`` lists the most frequent kernels of each method.
@@ -82,7 +83,7 @@ def count_operators(step, device: str = "cpu") -> tuple[int, int, collections.Co
     compute (not those in NO_KERNEL; a foreach or fused operator once) and torch.compile's
     generated kernels (recorded with inductor's kernel profiling on)."""
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-    with profile(activities=activities) as prof:
+    with profile(activities=activities, record_shapes=True) as prof:
         step()
         synchronize()
     events = prof.events()
@@ -104,7 +105,14 @@ def _is_kernel(event) -> bool:
     if not event.name.startswith("aten::"):
         return False
     is_leaf = not any(child.name.startswith("aten::") for child in event.cpu_children)
-    return is_leaf and event.name[6:] not in NO_KERNEL
+    return is_leaf and event.name[6:] not in NO_KERNEL and not _scalar_only(event)
+
+
+def _scalar_only(event) -> bool:
+    """An operator on 0-dim tensors alone: on a CPU, a Python number in arithmetic (x * 0.5) is
+    cast by a copy of one element; on a GPU that number is passed to the kernel, no launch."""
+    shapes = [shape for shape in (event.input_shapes or []) if shape is not None]
+    return bool(shapes) and all(len(shape) == 0 for shape in shapes)
 
 
 def timed_rounds(steps: list, rounds: int, repeats: int) -> list[list[float]]:
