@@ -195,8 +195,14 @@ def mark_not_learning(rows: list[dict[str, Any]], trivial: dict[str, dict[str, f
     at the printed precision counts as not beating): such a model has not started learning."""
     for row in rows:
         mean = row["metrics"][metric]["mean"] if metric in row["metrics"] else None
-        beaten = lambda value: not same_when_printed(mean, value) and (mean > value if higher else mean < value)  # noqa: E731
-        row["no_better_than"] = [name for name, scores in trivial.items() if mean is not None and metric in scores and not beaten(scores[metric])]
+        row["no_better_than"] = [
+            name for name, scores in trivial.items() if mean is not None and metric in scores and not _beats(mean, scores[metric], higher)
+        ]
+
+
+def _beats(mean: float, other: float, higher: bool) -> bool:
+    """Better than ``other`` by a difference the printed figures show."""
+    return not same_when_printed(mean, other) and (mean > other if higher else mean < other)
 
 
 def comparisons(spec: BenchSpec, rows: list[dict[str, Any]], directions: dict[str, str] | None = None) -> list[Comparison]:
