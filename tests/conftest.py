@@ -20,6 +20,8 @@ for _folder in sorted(p for p in (Path(__file__).parent / "plugins").iterdir() i
 
 from genkit import config as configuration
 from genkit import plugins
+from genkit.training.loop import Trainer
+from genkit.training.run import RunFolder
 
 torch.set_num_threads(1)  # tiny models: threads cost more than they give, and CI has 2 cores
 
@@ -51,6 +53,14 @@ def tiny_config(registries):
     return make
 
 
+def trained_tiny_run(registries, folder: Path, method: str, steps: int) -> Path:
+    """A run of the tiny toy2d config (TINY) trained for ``steps`` in ``folder``: a teacher or a
+    model for module-scoped fixtures, which cannot use the function-scoped ``tiny_config``."""
+    config = configuration.load_config(registries, "toy2d", assignments=TINY, flags={"method": method, "train.steps": steps})
+    Trainer(config, RunFolder(folder), registries).train()
+    return folder
+
+
 def build_for_training(config, registries, device=None):
     """``build`` then ``method.prepare_training()``, as the Trainer does: the method with the parts
     only training needs (curriculum, index schedule, teacher, loss)."""
@@ -64,9 +74,6 @@ def build_for_training(config, registries, device=None):
 def straight_and_resumed(config, registries, folder, stop_at: int):
     """Train ``config`` straight through, and again stopped at ``stop_at`` then resumed in a new
     Trainer (as after a kill); returns both trainers for comparison."""
-    from genkit.training.loop import Trainer
-    from genkit.training.run import RunFolder
-
     straight = Trainer(config, RunFolder(folder / "straight"), registries)
     straight.train()
     Trainer(config, RunFolder(folder / "resumed"), registries).train(until=stop_at)

@@ -10,16 +10,13 @@ import torch
 from typer.testing import CliRunner
 
 import genkit
-from genkit import config as configuration
 from genkit import plugins
 from genkit.cli.main import build_app
 from genkit.errors import GenkitError
 from genkit.evaluation import levels as levels_module
 from genkit.evaluation.levels import check_levels, greedy_levels, parse_levels, ternary_search
-from genkit.training.loop import Trainer
-from genkit.training.run import RunFolder
 
-from conftest import TINY, assert_one_line_error
+from conftest import assert_one_line_error, trained_tiny_run
 from test_bench import TINY_BENCH
 
 from genkit_bench import runner as bench_runner
@@ -113,11 +110,7 @@ def test_explicit_levels_are_checked():
 
 def train_tiny(tmp_path_factory, method: str, steps: int):
     """A run of the tiny toy2d config in a folder of its own."""
-    registries = plugins.registries()
-    config = configuration.load_config(registries, "toy2d", assignments=TINY, flags={"method": method, "train.steps": steps})
-    folder = tmp_path_factory.mktemp("levels") / method
-    Trainer(config, RunFolder(folder), registries).train()
-    return folder
+    return trained_tiny_run(plugins.registries(), tmp_path_factory.mktemp("levels") / method, method, steps)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from genkit import config as configuration
 from genkit.build import build
 from genkit.trained import load_trained
 from genkit.cli.main import build_app
@@ -22,7 +21,7 @@ from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder
 from genkit_consistency.curricula import ConstantCurriculum
 
-from conftest import TINY, assert_same_tensors, build_for_training, straight_and_resumed
+from conftest import TINY, assert_same_tensors, build_for_training, straight_and_resumed, trained_tiny_run
 
 runner = CliRunner()
 
@@ -36,10 +35,7 @@ def train_tiny(tiny_config, registries, out, method="edm", steps=3, extra=()):
 @pytest.fixture(scope="module")
 def edm_run(registries, tmp_path_factory):
     """A tiny EDM teacher (width 32, depth 1, like conftest.TINY), trained for a few steps."""
-    out = tmp_path_factory.mktemp("teacher") / "edm"
-    config = configuration.load_config(registries, "toy2d", assignments=TINY, flags={"method": "edm", "train.steps": 5})
-    Trainer(config, RunFolder(out), registries).train()
-    return out
+    return trained_tiny_run(registries, tmp_path_factory.mktemp("teacher") / "edm", "edm", 5)
 
 
 def cd_config(tiny_config, teacher, steps=20, extra=()):

@@ -28,7 +28,7 @@ from genkit_sct.formulas import (
 from genkit_sct.method import TrigFlowConsistency
 from genkit_toy.mlp import MLP
 
-from conftest import TINY, build_for_training
+from conftest import TINY, build_for_training, trained_tiny_run
 
 SIGMA_D = 0.5
 
@@ -184,14 +184,7 @@ def test_sct_options_are_range_checked(tiny_config, assignment, message):
 @pytest.fixture(scope="module")
 def edm_run(registries, tmp_path_factory):
     """A tiny EDM teacher (like conftest.TINY), trained for a few steps."""
-    from genkit import config as configuration
-    from genkit.training.loop import Trainer
-    from genkit.training.run import RunFolder
-
-    out = tmp_path_factory.mktemp("teacher") / "edm"
-    config = configuration.load_config(registries, "toy2d", assignments=TINY, flags={"method": "edm", "train.steps": 3})
-    Trainer(config, RunFolder(out), registries).train()
-    return out
+    return trained_tiny_run(registries, tmp_path_factory.mktemp("teacher") / "edm", "edm", 3)
 
 
 def test_scd_distils_the_edm_teachers_velocity(registries, tiny_config, edm_run, tmp_path):
