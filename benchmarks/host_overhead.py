@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch._inductor.config
 from torch.profiler import ProfilerActivity, profile
@@ -35,22 +34,16 @@ from genkit import config as configuration
 from genkit import plugins
 from genkit.training.loop import Trainer
 from genkit.training.run import RunFolder
+from step_overhead import random_images
 
 TINY = ["network.channels=4", "train.batch_size=8", "data.name=npz", "data.labels=false",
         "methods.cd.loss=pseudo-huber", "methods.ct.loss=pseudo-huber"]  # fmt: skip
 METHOD_SETS = {"meanflow": ["network.second_time=true"]}
 
 
-def random_images(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "images.npz"
-    np.savez(path, images=np.random.default_rng(0).integers(0, 256, (256, 8, 8, 3), dtype=np.uint8))
-    return path
-
-
 def make_trainer(method: str, folder: Path, teacher: Path | None, extra: list[str], device: str = "cpu") -> Trainer:
     sets = TINY + METHOD_SETS.get(method, []) + list(extra)
-    sets += [f"data.path={random_images(folder)}", "data.resolution=8", f"train.device='{device}'",
+    sets += [f"data.path={random_images(folder, count=256, size=8)}", "data.resolution=8", f"train.device='{device}'",
              "train.log_every=1000000", "train.checkpoint_every=1000000"]  # fmt: skip
     if teacher is not None:
         sets.append(f"methods.cd.teacher.run={teacher}")
