@@ -177,7 +177,7 @@ def _run_preset(command: str, preset: str, seeds: int | None, out: Path | None, 
     curves = write.write_outputs(results, out)
     report.print_table(console, results)
     console.print(f"[bold]verdict:[/] {results['verdict']['sentence']}", highlight=False)
-    for sentence in (results["verdict"]["over_training"], report.not_learning_sentence(results)):
+    for sentence in (results["verdict"]["over_training"], results["verdict"]["not_learning"]):
         if sentence:
             console.print(sentence, highlight=False)
     console.print(

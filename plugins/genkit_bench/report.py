@@ -319,8 +319,9 @@ def write_report(results: dict[str, Any], out: Path, curves: Path | None) -> Pat
     seeds = results["seeds"]
     over_training = results["verdict"].get("over_training")
     lines = [f"# {report_title(results)}", "", f"**Verdict.** {results['verdict']['sentence']}" + (f" {over_training}" if over_training else ""), ""]
-    if not_learning_sentence(results):
-        lines += [f"**{not_learning_sentence(results)}**", ""]
+    not_learning = results["verdict"].get("not_learning")
+    if not_learning:
+        lines += [f"**{not_learning}**", ""]
     changed = budget_change(results)
     if changed:
         lines += [f"**Budget changed from the preset's.** {changed}", ""]

@@ -240,8 +240,8 @@ def _eval_settings(spec: BenchSpec, item: PlannedRun, step: int, steps_list: lis
 def scored_settings(spec: BenchSpec, item: PlannedRun, method, steps_list: list[int], search: dict | None):
     """(steps, levels, primary) for every score of a run: each of its sampling steps with its
     levels (searched, else the run's or the bench's; None: the teacher, one step, or a method with
-    its own sampler), then, when its levels were searched, the k-step settings the bench's fixed
-    levels cover (the paper's level) again at those levels, as extra rows (primary False)."""
+    its own sampler), each followed, when its levels were searched and the bench's fixed levels
+    cover it (the paper's level), by the same steps again at those levels (primary False)."""
     takes = method.takes_levels
     fixed, again = spec.run_levels(item.run), fixed_level_steps(spec, item.run, steps_list, bool(search) and takes)
     found = []

@@ -273,6 +273,7 @@ def results_of(
         "training_time_s": sum(r.elapsed_s for r in ordered),
     }
     results["verdict"]["over_training"] = report.ordering_over_training(results)  # '' without curves
+    results["verdict"]["not_learning"] = report.not_learning_sentence(results)  # '' when every row beats the baselines
     return results
 
 
